@@ -50,9 +50,9 @@ int neuron_max(const py::buffer& a, const std::optional<py::buffer>& b, int64_t 
 int invariance_update(const py::buffer& a, const py::buffer& b, int64_t rows, int64_t channels,
                       int64_t spatial, int mode, const std::string& dtype,
                       const py::buffer& neuron_max, const py::buffer& group_ids, int64_t groups,
-                      const py::buffer& taus, const py::buffer& count, const py::buffer& h_sum,
-                      const py::buffer& s_sum, const std::optional<py::buffer>& active_counts,
-                      int threads) {
+                      const py::buffer& taus, int64_t num_taus, const py::buffer& count,
+                      const py::buffer& h_sum, const py::buffer& s_sum,
+                      const std::optional<py::buffer>& active_counts, int threads) {
   check_positive(rows, "rows");
   check_positive(channels, "channels");
   check_neuron_layout(spatial, mode);
@@ -66,8 +66,6 @@ int invariance_update(const py::buffer& a, const py::buffer& b, int64_t rows, in
   for (int64_t r = 0; r < rows; ++r)
     if (group_ptr[r] < 0 || group_ptr[r] >= groups)
       throw py::value_error("group_ids: expected values in [0, " + std::to_string(groups) + ")");
-  const py::buffer_info taus_info = taus.request();
-  const int64_t num_taus = taus_info.size;
   if (num_taus < 1 || num_taus > kMaxTaus)
     throw py::value_error("taus: expected 1 to " + std::to_string(kMaxTaus) + " thresholds");
   const float* taus_ptr = checked_buffer_of<float>(taus, "taus", num_taus, false);
@@ -145,8 +143,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("invariance_update", &invariance_update, py::arg("a"), py::arg("b"), py::arg("rows"),
         py::arg("channels"), py::arg("spatial"), py::arg("mode"), py::arg("dtype"),
         py::arg("neuron_max"), py::arg("group_ids"), py::arg("groups"), py::arg("taus"),
-        py::arg("count"), py::arg("h_sum"), py::arg("s_sum"), py::arg("active_counts"),
-        py::arg("threads"));
+        py::arg("num_taus"), py::arg("count"), py::arg("h_sum"), py::arg("s_sum"),
+        py::arg("active_counts"), py::arg("threads"));
   m.def("ablate", &ablate, py::arg("acts"), py::arg("out"), py::arg("rows"), py::arg("channels"),
         py::arg("spatial"), py::arg("mode"), py::arg("dtype"), py::arg("neuron_max"),
         py::arg("tau"), py::arg("ablate_mode"), py::arg("threads"));

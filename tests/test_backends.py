@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import subprocess
 import sys
 
@@ -53,3 +55,56 @@ def test_import_needs_no_gpu():
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     assert result.returncode == 0, result.stderr
+
+
+def _binding_parameters(function) -> list[str]:
+    """Parameter names of a pybind11 function, from its signature line."""
+    signature = function.__doc__.splitlines()[0]
+    return re.findall(r"[(,] ?(\w+): ", signature)
+
+
+def test_cuda_launches_match_the_compiled_signatures(monkeypatch):
+    """The CUDA branch of every op, driven with CPU tensors into a recording stand-in: the
+    argument list must have the length and order of the compiled module's binding, and a
+    status the kernel writes must come back (no GPU needed)."""
+    compiled = backends.cuda_module()
+    if compiled is None:
+        pytest.skip("the CUDA module is not built here")
+    from invfast import ops
+    from invfast.ops import _kernels
+
+    calls: dict[str, tuple] = {}
+
+    class Recorder:
+        def __getattr__(self, name):
+            def kernel(*args):
+                calls[name] = args
+                names = _binding_parameters(getattr(compiled, name))
+                if "status" in names:  # the op sees a clean batch
+                    ctypes.c_int32.from_address(args[names.index("status")]).value = 0
+
+            return kernel
+
+    monkeypatch.setattr(_kernels, "cuda", lambda: Recorder())
+    monkeypatch.setattr(_kernels, "cuda_stream", lambda device: 7)
+    monkeypatch.setattr(_kernels, "cuda_device_index", lambda device: 0)
+    monkeypatch.setattr(backends, "resolve", lambda backend, device, op: "cuda")
+
+    a, b = torch.rand(3, 5), torch.rand(3, 5)
+    acc = ops.invariance_accumulator(2, 5)
+    ops.neuron_max(a, acc["neuron_max"], b)
+    ops.invariance_update(a, b, acc["neuron_max"], torch.tensor([0, 1, 1]), acc)
+    ops.ablate(a, acc["neuron_max"], 0.5)
+    ops.image_transform(torch.rand(2, 3, 8, 8), "blur", params={"sigma": 1.0})
+
+    assert set(calls) == {"neuron_max", "invariance_update", "ablate", "image_transform"}
+    for name, args in calls.items():
+        names = _binding_parameters(getattr(compiled, name))
+        assert len(args) == len(names), (name, names, args)
+        assert args[names.index("stream")] == 7 and args[names.index("device")] == 0
+    names = _binding_parameters(compiled.invariance_update)
+    update = dict(zip(names, calls["invariance_update"], strict=True))
+    assert update["a"] == a.data_ptr() and update["h_sum"] == acc["h_sum"].data_ptr()
+    assert (update["rows"], update["channels"], update["groups"]) == (3, 5, 2)
+    assert update["num_taus"] == 21
+    assert update["active_counts"] == 0

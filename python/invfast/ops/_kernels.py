@@ -49,6 +49,43 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
+def launch(which: str, name: str, device: torch.device, *args, status: bool = True) -> int:
+    """Call kernel ``name`` of the CPU or CUDA module with the same argument list.
+
+    Tensors (and None in a tensor's place) cross as CPU buffers or device pointers; they
+    must be contiguous (CUDA copies of CPU parameter tensors are made on ``device``
+    first). Every other argument passes as it is. The module's trailing arguments are
+    appended: the thread count on the CPU; the status flag (when ``status``), device index
+    and stream on CUDA. Returns the kernel's activation status bits (0 when ``status`` is
+    False).
+    """
+    if which == "cpu":
+        result = getattr(cpu(), name)(*(_cpu_arg(v) for v in args), threads())
+        return int(result) if status else 0
+    flag = torch.zeros(1, dtype=torch.int32, device=device) if status else None
+    trailing = ([flag] if status else []) + [cuda_device_index(device), cuda_stream(device)]
+    # CUDA copies of CPU tensors are freed when this returns: stream-ordered, so the kernel
+    # still reads valid memory.
+    values = [_cuda_arg(v, device) for v in args] + trailing
+    getattr(cuda(), name)(*(cuda_ptr(v) if _is_tensor_slot(v) else v for v in values))
+    return int(flag.item()) if flag is not None else 0
+
+
+def _is_tensor_slot(v: object) -> bool:
+    return v is None or isinstance(v, torch.Tensor)
+
+
+def _cpu_arg(v: object) -> object:
+    # No implicit .contiguous(): a copy of an output would swallow the kernel's writes.
+    return cpu_buffer(v) if _is_tensor_slot(v) else v
+
+
+def _cuda_arg(v: object, device: torch.device) -> object:
+    if isinstance(v, torch.Tensor) and v.device != device:
+        return v.to(device)  # CPU parameter tables: copied, never an output
+    return v
+
+
 def cpu():
     module = backends.cpu_module()
     assert module is not None, "backends.resolve() guarantees the CPU module"

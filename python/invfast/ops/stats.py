@@ -107,34 +107,10 @@ def neuron_max(
         return out
     # The kernels update a scratch copy, so an error leaves `out` as it was.
     scratch = out.clone()
-    if which == "cpu":
-        status = _kernels.cpu().neuron_max(
-            _kernels.cpu_buffer(a),
-            _kernels.cpu_buffer(b),
-            rows,
-            channels,
-            spatial,
-            mode,
-            _kernels.dtype_name(a),
-            _kernels.cpu_buffer(scratch),
-            _kernels.threads(),
-        )
-    else:
-        flag = torch.zeros(1, dtype=torch.int32, device=a.device)
-        _kernels.cuda().neuron_max(
-            _kernels.cuda_ptr(a),
-            _kernels.cuda_ptr(b),
-            rows,
-            channels,
-            spatial,
-            mode,
-            _kernels.dtype_name(a),
-            _kernels.cuda_ptr(scratch),
-            _kernels.cuda_ptr(flag),
-            _kernels.cuda_device_index(a.device),
-            _kernels.cuda_stream(a.device),
-        )
-        status = int(flag.item())
+    status = _kernels.launch(
+        which, "neuron_max", a.device, a, b, rows, channels, spatial, mode,
+        _kernels.dtype_name(a), scratch,
+    )  # fmt: skip
     raise_for_activation_status(op, status, "a/b")
     out.copy_(scratch)
     return out
@@ -307,49 +283,11 @@ def invariance_update(
         status = reference.invariance_update(a, b, nm, ids, acc, neurons, active_counts)
         raise_for_activation_status(op, status, "a/b")
         return acc
-    if which == "cpu":
-        status = _kernels.cpu().invariance_update(
-            _kernels.cpu_buffer(a),
-            _kernels.cpu_buffer(b),
-            rows,
-            channels,
-            spatial,
-            mode,
-            _kernels.dtype_name(a),
-            _kernels.cpu_buffer(nm),
-            _kernels.cpu_buffer(ids),
-            groups,
-            _kernels.cpu_buffer(taus.contiguous()),
-            _kernels.cpu_buffer(acc["count"]),
-            _kernels.cpu_buffer(acc["h_sum"]),
-            _kernels.cpu_buffer(acc["s_sum"]),
-            _kernels.cpu_buffer(active_counts),
-            _kernels.threads(),
-        )
-    else:
-        flag = torch.zeros(1, dtype=torch.int32, device=device)
-        _kernels.cuda().invariance_update(
-            _kernels.cuda_ptr(a),
-            _kernels.cuda_ptr(b),
-            rows,
-            channels,
-            spatial,
-            mode,
-            _kernels.dtype_name(a),
-            _kernels.cuda_ptr(nm),
-            _kernels.cuda_ptr(ids),
-            groups,
-            _kernels.cuda_ptr(taus.contiguous()),
-            num_taus,
-            _kernels.cuda_ptr(acc["count"]),
-            _kernels.cuda_ptr(acc["h_sum"]),
-            _kernels.cuda_ptr(acc["s_sum"]),
-            _kernels.cuda_ptr(active_counts),
-            _kernels.cuda_ptr(flag),
-            _kernels.cuda_device_index(device),
-            _kernels.cuda_stream(device),
-        )
-        status = int(flag.item())
+    status = _kernels.launch(
+        which, "invariance_update", device, a, b, rows, channels, spatial, mode,
+        _kernels.dtype_name(a), nm, ids, groups, taus.contiguous(), num_taus, acc["count"],
+        acc["h_sum"], acc["s_sum"], active_counts,
+    )  # fmt: skip
     raise_for_activation_status(op, status, "a/b")
     return acc
 
@@ -452,38 +390,10 @@ def ablate(
         raise_for_activation_status(op, status, "acts")
         out.copy_(result)
         return out
-    if which == "cpu":
-        status = _kernels.cpu().ablate(
-            _kernels.cpu_buffer(source),
-            _kernels.cpu_buffer(out),
-            rows,
-            channels,
-            spatial,
-            neuron_mode,
-            _kernels.dtype_name(source),
-            _kernels.cpu_buffer(nm),
-            float(tau),
-            _ABLATE_CODES[mode],
-            _kernels.threads(),
-        )
-    else:
-        flag = torch.zeros(1, dtype=torch.int32, device=acts.device)
-        _kernels.cuda().ablate(
-            _kernels.cuda_ptr(source),
-            _kernels.cuda_ptr(out),
-            rows,
-            channels,
-            spatial,
-            neuron_mode,
-            _kernels.dtype_name(source),
-            _kernels.cuda_ptr(nm),
-            float(tau),
-            _ABLATE_CODES[mode],
-            _kernels.cuda_ptr(flag),
-            _kernels.cuda_device_index(acts.device),
-            _kernels.cuda_stream(acts.device),
-        )
-        status = int(flag.item())
+    status = _kernels.launch(
+        which, "ablate", acts.device, source, out, rows, channels, spatial, neuron_mode,
+        _kernels.dtype_name(source), nm, float(tau), _ABLATE_CODES[mode],
+    )  # fmt: skip
     raise_for_activation_status(op, status, "acts")
     return out
 

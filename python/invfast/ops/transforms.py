@@ -150,52 +150,10 @@ def image_transform(
         mean, inv_std = std[0], (1.0 / std[1].double()).float()
     seed %= 1 << 64
     apply_u8 = None if apply is None else apply.to(torch.uint8)
-    if which == "cpu":
-        _kernels.cpu().image_transform(
-            _kernels.cpu_buffer(x),
-            _kernels.dtype_name(x),
-            b,
-            c,
-            h,
-            w,
-            code,
-            _kernels.cpu_buffer(table.contiguous()),
-            _kernels.cpu_buffer(weights.contiguous()),
-            weights.shape[1],
-            _kernels.cpu_buffer(index),
-            _kernels.cpu_buffer(apply_u8),
-            seed,
-            mode,
-            _kernels.cpu_buffer(mean.contiguous()),
-            _kernels.cpu_buffer(inv_std.contiguous()),
-            _kernels.cpu_buffer(out),
-            _kernels.threads(),
-        )
-        return out
-    dev = x.device
-    tensors = [t.to(dev).contiguous() for t in (table, weights, mean, inv_std)]
-    apply_dev = None if apply_u8 is None else apply_u8.to(dev).contiguous()
-    _kernels.cuda().image_transform(
-        _kernels.cuda_ptr(x),
-        _kernels.dtype_name(x),
-        b,
-        c,
-        h,
-        w,
-        code,
-        _kernels.cuda_ptr(tensors[0]),
-        _kernels.cuda_ptr(tensors[1]),
-        weights.shape[1],
-        _kernels.cuda_ptr(index),
-        _kernels.cuda_ptr(apply_dev),
-        seed,
-        mode,
-        _kernels.cuda_ptr(tensors[2]),
-        _kernels.cuda_ptr(tensors[3]),
-        _kernels.cuda_ptr(out),
-        _kernels.cuda_device_index(dev),
-        _kernels.cuda_stream(dev),
-    )
-    # The parameter tensors were allocated on the launch stream: freeing them when this
-    # function returns is stream-ordered, so the kernel still reads valid memory.
+    _kernels.launch(
+        which, "image_transform", x.device, x, _kernels.dtype_name(x), b, c, h, w, code,
+        table.contiguous(), weights.contiguous(), weights.shape[1], index, apply_u8, seed, mode,
+        mean.contiguous(), inv_std.contiguous(), out,
+        status=False,
+    )  # fmt: skip
     return out
