@@ -29,81 +29,40 @@ OUTPUT_FILES = (
 )  # fmt: skip
 
 
+# (flag, type, default, help) of the numeric options of the ITN group.
+_NUMBER_OPTIONS = (
+    ("--epochs", int, 20, "passes over the fit split (default 20; 0 = no training)"),
+    ("--target-accuracy", float, 0.9, "batch accuracy at or above which a step enlarges the "
+     "transformations (default 0.9; choose it below the clean accuracy)"),
+    ("--color-weight", float, 5.0, "λ, weight of the colour magnitude term (default 5, P2)"),
+    ("--diversity-weight", float, 1.0, "μ, weight of the diversity term (default 1)"),
+    ("--seed", int, 0, "seed of weights, control parameters, unit vectors, batch order"),
+    ("--lr", float, 1e-3, "Adam learning rate (default 1e-3)"),
+    ("--hidden", int, 32, "MLP hidden width (default 32)"),
+    ("--unit-vectors", int, 16, "random unit vectors of the magnitude loss per step (default 16)"),
+    ("--batch-size", int, 64, "fit batch size (default 64)"),
+    ("--eval-batch-size", int, 256, "batch size of the test-split evaluation (default 256)"),
+    ("--sweep-points", int, 11, "c values in [0, 1] of the magnitude-reached sweep (default 11)"),
+    ("--grid-points", int, 6, "c values per axis of the Fig. 19 grid (default 6)"),
+)  # fmt: skip
+
+# (flag, choices with the default first, help).
+_CHOICE_OPTIONS = (
+    ("--init", ("random", "identity"),
+     "random (near the identity, default) or identity (exactly)"),
+    ("--fit-split", ("train", "test"), "images the transformers are trained on (default train)"),
+)  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     _p2.add_checkpoint_arguments(parser)
     group = parser.add_argument_group("Invariant Transformer Net")
-    group.add_argument(
-        "--epochs",
-        type=int,
-        default=20,
-        help="passes over the fit split (default 20; 0 = no training)",
-    )
-    group.add_argument(
-        "--target-accuracy",
-        type=float,
-        default=0.9,
-        help="batch accuracy at or above which a step enlarges the "
-        "transformations (default 0.9; choose it below the clean accuracy)",
-    )
-    group.add_argument(
-        "--color-weight",
-        type=float,
-        default=5.0,
-        help="λ, weight of the colour magnitude term (default 5, P2)",
-    )
-    group.add_argument(
-        "--diversity-weight",
-        type=float,
-        default=1.0,
-        help="μ, weight of the diversity term (default 1)",
-    )
-    group.add_argument(
-        "--init",
-        choices=("random", "identity"),
-        default="random",
-        help="random (near the identity, default) or identity (exactly)",
-    )
-    group.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of weights, control parameters, unit vectors, batch order",
-    )
-    group.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    group.add_argument("--hidden", type=int, default=32, help="MLP hidden width (default 32)")
-    group.add_argument(
-        "--unit-vectors",
-        type=int,
-        default=16,
-        help="random unit vectors of the magnitude loss per step (default 16)",
-    )
-    group.add_argument("--batch-size", type=int, default=64, help="fit batch size (default 64)")
-    group.add_argument(
-        "--eval-batch-size",
-        type=int,
-        default=256,
-        help="batch size of the test-split evaluation (default 256)",
-    )
-    group.add_argument(
-        "--fit-split",
-        choices=("train", "test"),
-        default="train",
-        help="images the transformers are trained on (default train)",
-    )
-    group.add_argument(
-        "--sweep-points",
-        type=int,
-        default=11,
-        help="c values in [0, 1] of the magnitude-reached sweep (default 11)",
-    )
-    group.add_argument(
-        "--grid-points",
-        type=int,
-        default=6,
-        help="c values per axis of the Fig. 19 grid (default 6)",
-    )
+    for flag, kind, default, text in _NUMBER_OPTIONS:
+        group.add_argument(flag, type=kind, default=default, help=text)
+    for flag, choices, text in _CHOICE_OPTIONS:
+        group.add_argument(flag, choices=choices, default=choices[0], help=text)
     _p2.add_output_arguments(parser, default=None)
 
 
