@@ -72,6 +72,18 @@ def test_neuron_max_rejects_bad_values_and_keeps_out(backend, bad, where):
     assert torch.equal(out, torch.full((40,), 0.25))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("bad", [float("nan"), -0.5])
+def test_neuron_max_finds_a_bad_value_in_any_column_block(dtype, bad):
+    """K spans several column blocks of the CPU kernel; the bad value sits in the last."""
+    a = torch.rand(7, 5000).to(dtype)
+    a[6, 4999] = bad
+    out = torch.zeros(5000)
+    with pytest.raises(ValueError, match="NaN or Inf" if bad != bad else "non-negative"):
+        ops.neuron_max(a, out, backend="cpu")
+    assert torch.equal(out, torch.zeros(5000))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common/neuron_max.h"
+#include "cpu/clones.h"
 #include "cpu/parallel.h"
 
 namespace invfast::cpu {
@@ -11,19 +12,26 @@ namespace {
 // Columns per task: the accumulator slice stays in L1 while rows stream past it.
 constexpr int64_t kColumnBlock = 2048;
 
-// Unit neurons: a vectorizable loop over contiguous columns.
+// Unit neurons: a vectorizable loop over contiguous columns. It checks the values with the
+// two-comparison activation_valid and computes the status bits only for a block that fails.
 template <class T>
-int max_rows_into(const T* data, int64_t row_begin, int64_t row_end, int64_t cols,
-                  int64_t col_begin, int64_t col_end, float* acc) {
-  int status = kActivationOk;
+INVFAST_CLONES_WIDE int max_rows_into(const T* data, int64_t row_begin, int64_t row_end,
+                                      int64_t cols, int64_t col_begin, int64_t col_end,
+                                      float* __restrict acc) {
+  int valid = 1;
   for (int64_t r = row_begin; r < row_end; ++r) {
-    const T* row = data + r * cols;
-    for (int64_t k = col_begin; k < col_end; ++k) {
+    const T* __restrict row = data + r * cols + col_begin;
+    for (int64_t k = 0; k < col_end - col_begin; ++k) {
       const float v = to_float(row[k]);
-      status |= activation_status(v);
-      acc[k - col_begin] = running_max(acc[k - col_begin], v);
+      valid &= activation_valid(v);
+      acc[k] = running_max(acc[k], v);
     }
   }
+  if (valid) return kActivationOk;
+  int status = kActivationOk;
+  for (int64_t r = row_begin; r < row_end; ++r)
+    for (int64_t k = col_begin; k < col_end; ++k)
+      status |= activation_status(to_float(data[r * cols + k]));
   return status;
 }
 
