@@ -448,12 +448,17 @@ void update_checked(const T* a, const T* b, int64_t rows, int64_t channels,
   const float zero_s = pair_specialization(0.0f, 0.0f);
   const bool zero_path = pair_invariance(zero_s) == 1.0f && float_to_bits(zero_s) == 0;
   std::atomic<int64_t> next_tile{0};
+  // Allocated here, not in the parallel region: a failed allocation must reach Python as a
+  // MemoryError, not terminate the process from inside an OpenMP thread.
+  std::vector<TileScratch> scratches;
+  scratches.reserve(static_cast<size_t>(threads));
+  for (int th = 0; th < threads; ++th) scratches.emplace_back(padded_width, bins, num_taus);
 
 #if INVFAST_OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
   {
-    TileScratch scratch(padded_width, bins, num_taus);
+    TileScratch& scratch = scratches[static_cast<size_t>(current_thread())];
     const RowBuffers row_buffers = scratch.row_buffers();
     const LocalSlice local = scratch.local_slice();
     int64_t* my_bins = kImages ? image_bins.data() + current_thread() * rows * bins : nullptr;
@@ -492,6 +497,8 @@ void update_checked(const T* a, const T* b, int64_t rows, int64_t channels,
         if (first == last) continue;
         const int64_t base = (g * channels + k0) * bins;
         const Slice slice{acc.count + base, acc.h_sum + base, acc.s_sum + base};
+        // Checked once per (group, tile), not per segment: a bin-0 h_sum that passes (an
+        // integer <= 2^52) stays exact while this call adds its < 2^52 rows to it.
         for (int64_t c = 0; c < padded; ++c)  // padding lanes: always pairs of zeros
           scratch.fast_zero[c] =
               c >= w || (scratch.zero_bin[c] && exact_for_integer_adds(slice.h_sum[c * bins]));
