@@ -5,7 +5,9 @@ Three timings over the same prepared batches (x, T(x), groups), side by side in 
 - ``forward x2``: two forward-only passes over x and T(x), no hooks — the unavoidable work;
 - ``analysis (fused)``: both passes of ``InvarianceAccumulator`` through forward hooks with
   the fused CPU kernels, every layer at once;
-- ``analysis (reference)``: the same through the pure-PyTorch twins (``backend="reference"``).
+- ``analysis (reference)``: the same through the pure-PyTorch twins (``backend="reference"``);
+- ``analysis (fused, activations kept)``: the fused analysis with pass 1's activations kept
+  for pass 2 (``cache_budget``), so pass 2 runs no forward pass.
 Plus ``analyze()`` end to end (data generation, transforms, summaries included).
 
     python bench/bench_analyze.py --images 2048        # the issue's setting; prints a table
@@ -55,9 +57,9 @@ def forward_twice(model, batches) -> None:
                 model(tx)
 
 
-def analysis(model, batches, backend: str) -> None:
+def analysis(model, batches, backend: str, cache_budget: int = 0) -> None:
     acc = InvarianceAccumulator(model, model.analysis_layers(), groups=2, backend=backend)
-    acc.run(batches)
+    acc.run(batches, cache_budget=cache_budget)
 
 
 def timed(fn, *args) -> float:
@@ -90,15 +92,24 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-end-to-end", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="best of N (interleaved)")
+    parser.add_argument(
+        "--activation-budget-mb",
+        type=int,
+        default=8192,
+        help="cache budget of the 'activations kept' row (default 8192)",
+    )
     args = parser.parse_args()
     model, batches, _ = prepare(args.images, args.batch_size)
     n = sum(len(b[0]) for b in batches)
     analysis(model, batches[:1], "cpu")  # warm-up (thread pools, allocations)
-    base, fused = float("inf"), float("inf")
-    for _ in range(args.repeat):  # interleaved: load changes on a shared machine hit both
+    budget = args.activation_budget_mb << 20
+    base, fused, kept = float("inf"), float("inf"), float("inf")
+    for _ in range(args.repeat):  # interleaved: load changes on a shared machine hit all
         base = min(base, timed(forward_twice, model, batches))
         fused = min(fused, timed(analysis, model, batches, "cpu"))
-    rows = [("forward x2 (x and T(x), 2 passes)", base), ("analysis, fused CPU kernels", fused)]
+        kept = min(kept, timed(analysis, model, batches, "cpu", budget))
+    rows = [("forward x2 (x and T(x), 2 passes)", base), ("analysis, fused CPU kernels", fused),
+            ("analysis, fused, pass-1 activations kept for pass 2", kept)]  # fmt: skip
     if not args.no_reference:
         rows.append(("analysis, pure PyTorch (reference)", timed(analysis, model, batches,
                                                                  "reference")))  # fmt: skip
@@ -117,6 +128,11 @@ def main() -> None:
 def bench_analysis_fused(benchmark):
     model, batches, _ = prepare(64, 32)
     benchmark.pedantic(analysis, args=(model, batches, "cpu"), rounds=3)
+
+
+def bench_analysis_fused_activations_kept(benchmark):
+    model, batches, _ = prepare(64, 32)
+    benchmark.pedantic(analysis, args=(model, batches, "cpu", 1 << 30), rounds=3)
 
 
 def bench_forward_twice(benchmark):

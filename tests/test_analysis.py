@@ -137,6 +137,27 @@ def test_batch_size_does_not_change_numbers(ckpt_path):
     _assert_same(small, large, tolerance=1e-6)
 
 
+def test_activation_cache_changes_no_number(ckpt_path, monkeypatch):
+    """--cache-budget large enough for pass 1's activations: pass 2 runs no forward pass and
+    every array of the report, Goodfellow's included, is bitwise that of a run without it."""
+    forwards = []
+    original = analysis.InvarianceAccumulator._forward
+
+    def counted(self, x):
+        forwards.append(x.shape[0])
+        return original(self, x)
+
+    monkeypatch.setattr(analysis.InvarianceAccumulator, "_forward", counted)
+    plain = run(ckpt_path, cache_budget=0, goodfellow=True)
+    recomputed = len(forwards)
+    forwards.clear()
+    cached = run(ckpt_path, cache_budget=1 << 30, goodfellow=True)
+    assert len(forwards) == recomputed // 2  # pass 1 only
+    assert plain.arrays.keys() == cached.arrays.keys()
+    for key, value in plain.arrays.items():
+        np.testing.assert_array_equal(value, cached.arrays[key], err_msg=key)
+
+
 def test_channel_neurons_and_goodfellow(ckpt_path):
     result = run(
         ckpt_path, neurons="channel-max", goodfellow=True, layers="features.relu1,classifier.relu4"

@@ -152,6 +152,33 @@ def test_shards_reduced_like_all_reduce_equal_one_run():
         )
 
 
+@pytest.mark.parametrize("budget", [1 << 30, 3000])
+def test_cached_activations_give_the_same_bits_and_skip_the_second_iteration(budget):
+    """With a budget that holds pass 1's activations, pass 2 reads them (the batches are
+    iterated once); with one that does not, the cache gives up and pass 2 recomputes them.
+    Either way every accumulator is bitwise the one of a run without a cache."""
+    batches = make_batches((2, 9, 9), 7, seed=11)
+    iterations = []
+
+    def source():
+        iterations.append(1)
+        return iter(batches)
+
+    def analysed(cache_budget):
+        analysis = InvarianceAccumulator(convnet(), ["1", "3"], groups=2)
+        analysis.run(source, cache_budget=cache_budget)
+        return analysis.state()
+
+    plain = analysed(0)
+    assert len(iterations) == 2
+    iterations.clear()
+    cached = analysed(budget)
+    assert len(iterations) == (1 if budget > 1 << 20 else 2)
+    for name, acc in plain.items():
+        for key in ("neuron_max", "count", "h_sum", "s_sum"):
+            assert torch.equal(acc[key], cached[name][key]), (name, key)
+
+
 def test_state_does_not_grow_with_images():
     model = convnet()
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from invfast import backends, checkpoint, ops
 from invfast._version import __version__
-from invfast.invariance import GoodfellowStreaming, InvarianceAccumulator
+from invfast.invariance import ActivationCache, GoodfellowStreaming, InvarianceAccumulator
 
 GROUPS = ("seen", "unseen")
 LAYER_CHOICES = ("all", "penultimate")
@@ -412,9 +412,7 @@ class _Analysis:
         if self._cache is not None:
             yield from self._cache
             return
-        per_rank = math.ceil(len(self.images) / self.dist.world)
-        side = self.dataset.image_size
-        need = 2 * 4 * per_rank * self.dataset.channels * side * side
+        need = self._input_cache_bytes()
         keep: list | None = [] if need <= self.config.cache_budget else None
         for item in self._fresh_batches():
             if keep is not None:
@@ -422,6 +420,12 @@ class _Analysis:
             yield item
         if keep is not None:
             self._cache = keep
+
+    def _input_cache_bytes(self) -> int:
+        """Bytes of this rank's standardized (x, T(x)) pairs, as the input cache keeps them."""
+        per_rank = math.ceil(len(self.images) / self.dist.world)
+        side = self.dataset.image_size
+        return 2 * 4 * per_rank * self.dataset.channels * side * side
 
     def _fresh_batches(self):
         from invfast import data
@@ -457,9 +461,18 @@ class _Analysis:
         conf_tr = torch.zeros_like(conf_clean)
         try:
             show = cfg.progress and self.dist.rank == 0
-            for x, tx, _, labels in _progress(self.batches(), show, "pass 1", self.num_batches()):
+            # Pass 1's activations are kept for pass 2 when they fit what the input cache
+            # leaves of --cache-budget (DESIGN §2: the result is the same).
+            inputs = self._input_cache_bytes()
+            left = cfg.cache_budget - inputs if inputs <= cfg.cache_budget else cfg.cache_budget
+            cache: ActivationCache | None = ActivationCache(left)
+            batches = _progress(self.batches(), show, "pass 1", self.num_batches())
+            for x, tx, groups, labels in batches:
                 logits.clear()
-                acc.observe_max(x, tx)
+                first, second = acc.activations(x), acc.activations(tx)
+                acc.observe_max_activations(first, second)
+                if cache is not None and not cache.add(first, second, groups):
+                    cache = None
                 conf_clean += training.confusion_matrix(logits[0].argmax(1), labels, num_classes)
                 conf_tr += training.confusion_matrix(logits[1].argmax(1), labels, num_classes)
         finally:
@@ -492,15 +505,26 @@ class _Analysis:
             )
         image_groups = []
         try:
-            for x, tx, groups, _ in _progress(self.batches(), show, "pass 2", self.num_batches()):
-                captured.clear()
-                acc.observe_pairs(x, tx, groups)
-                image_groups.append(groups.cpu())
-                if goodfellow is not None:
-                    goodfellow.update(captured[0], captured[1])
+            if cache is not None:  # pass 2 from the kept activations: no forward pass
+                for first, second, groups in _progress(
+                    cache.entries, show, "pass 2", len(cache.entries)
+                ):
+                    acc.observe_pairs_activations(first, second, groups)
+                    image_groups.append(groups.cpu())
+                    if goodfellow is not None:
+                        goodfellow.update(first[self.ablate_layer], second[self.ablate_layer])
+            else:
+                batches = _progress(self.batches(), show, "pass 2", self.num_batches())
+                for x, tx, groups, _ in batches:
+                    captured.clear()
+                    acc.observe_pairs(x, tx, groups)
+                    image_groups.append(groups.cpu())
+                    if goodfellow is not None:
+                        goodfellow.update(captured[0], captured[1])
         finally:
             if gf_handle is not None:
                 gf_handle.remove()
+        del cache
         acc.reduce_pass2(self.dist.reduce)
         results = acc.results()
         groups_all = self.dist.gather(

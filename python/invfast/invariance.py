@@ -141,10 +141,21 @@ class InvarianceAccumulator:
                 reduce(acc[key], "sum")
 
     # ------------------------------------------------------------------------ passes
+    def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The selected layers' activations for one batch (``activation`` applied), from
+        one forward pass in eval mode. These are what both passes read. A caller that can
+        keep them from pass 1 hands them to pass 2 (``observe_pairs_activations``) instead of
+        running the model again, and the result is the same."""
+        return self._forward(x)
+
     def observe_max(self, x: torch.Tensor, tx: torch.Tensor) -> None:
         """Pass 1 on one batch: M_k = max over images of max(â_k(x), â_k(T(x)))."""
-        first = self._forward(x)
-        second = self._forward(tx)
+        self.observe_max_activations(self._forward(x), self._forward(tx))
+
+    def observe_max_activations(
+        self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]
+    ) -> None:
+        """Pass 1 on the activations of x (``first``) and T(x) (``second``) per layer."""
         for name, layer in self._layers.items():
             a, b = first[name], second[name]
             if layer.acc is None:
@@ -162,8 +173,15 @@ class InvarianceAccumulator:
 
     def observe_pairs(self, x: torch.Tensor, tx: torch.Tensor, group_ids: torch.Tensor) -> None:
         """Pass 2 on one batch: bin every pair (x, T(x)) of every layer."""
-        first = self._forward(x)
-        second = self._forward(tx)
+        self.observe_pairs_activations(self._forward(x), self._forward(tx), group_ids)
+
+    def observe_pairs_activations(
+        self,
+        first: dict[str, torch.Tensor],
+        second: dict[str, torch.Tensor],
+        group_ids: torch.Tensor,
+    ) -> None:
+        """Pass 2 on the activations of x (``first``) and T(x) (``second``) per layer."""
         for name, layer in self._layers.items():
             if layer.acc is None:
                 raise ValueError(f"layer {name!r}: run pass 1 (observe_max) before pass 2")
@@ -189,20 +207,30 @@ class InvarianceAccumulator:
             if counts is not None:
                 layer.image_active.append(counts.cpu())
 
-    def run(self, batches: Batches) -> dict[str, LayerResult]:
+    def run(self, batches: Batches, *, cache_budget: int = 0) -> dict[str, LayerResult]:
         """Both passes over ``batches`` of ``(x, T(x), group_ids)``; per-layer results.
 
         ``batches`` is iterated twice (a list, a DataLoader) or is a callable returning a
         fresh iterable each time (a generator function). T(x) must be the same in both
         passes (invfast transforms are pure functions of seed and image index). The model
         runs in eval mode under ``torch.inference_mode`` and its mode is restored after.
+        When all of pass 1's activations fit ``cache_budget`` bytes they are kept, and
+        pass 2 reads them instead of iterating ``batches`` again (DESIGN §2: same result).
         """
-        for x, tx, _ in self._iterate(batches):
-            self.observe_max(x, tx)
+        cache: ActivationCache | None = ActivationCache(cache_budget)
+        for x, tx, group_ids in self._iterate(batches):
+            first, second = self._forward(x), self._forward(tx)
+            self.observe_max_activations(first, second)
+            if cache is not None and not cache.add(first, second, group_ids):
+                cache = None
         if all(layer.acc is None for layer in self._layers.values()):
             raise ValueError("batches is empty: no image to analyse")
-        for x, tx, group_ids in self._iterate(batches):
-            self.observe_pairs(x, tx, group_ids)
+        if cache is not None:
+            for first, second, group_ids in cache.entries:
+                self.observe_pairs_activations(first, second, group_ids)
+        else:
+            for x, tx, group_ids in self._iterate(batches):
+                self.observe_pairs(x, tx, group_ids)
         return self.results()
 
     def results(self) -> dict[str, LayerResult]:
@@ -278,6 +306,29 @@ class InvarianceAccumulator:
             if "non-negative" in str(exc):
                 hint = " (or pass activation='relu' / 'abs')"
             raise ValueError(f"layer {name!r}: {exc}{hint}") from exc
+
+
+class ActivationCache:
+    """Pass 1's activations, kept for pass 2 while they fit ``budget`` bytes.
+
+    ``add`` returns False (and frees what it held) once the total would exceed the budget:
+    the caller then recomputes pass 2's activations. Memory is bounded by the budget, never
+    by the number of images.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.bytes = 0
+        self.entries: list[tuple[dict, dict, object]] = []
+
+    def add(self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor], extra) -> bool:
+        size = sum(t.numel() * t.element_size() for d in (first, second) for t in d.values())
+        if self.bytes + size > self.budget:
+            self.entries.clear()
+            return False
+        self.bytes += size
+        self.entries.append((first, second, extra))
+        return True
 
 
 class GoodfellowStreaming:

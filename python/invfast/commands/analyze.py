@@ -91,8 +91,8 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1024,
         metavar="MB",
-        help="keep the transformed batches between passes when they fit (default "
-        "1024 MB; 0 recomputes them)",
+        help="keep the transformed batches, then pass 1's activations, between passes "
+        "while they fit (default 1024 MB; 0 recomputes them)",
     )
     group.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
