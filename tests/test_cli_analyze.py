@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analysis_helpers import tiny_checkpoint
-from invfast import cli
+from invfast import checkpoint, cli
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +135,13 @@ def test_compare(ckpt_path, tmp_path, capsys):
     assert "no report.json" in capsys.readouterr().err
 
 
-def test_demo_with_tiny_settings(tmp_path, capsys):
+@pytest.mark.parametrize("transform", ["noise", "blur"])
+def test_demo_with_tiny_settings(tmp_path, capsys, transform):
     out = tmp_path / "demo"
     args = [
         "demo",
+        "--transform",
+        transform,
         "--out",
         str(out),
         "--epochs",
@@ -160,5 +163,6 @@ def test_demo_with_tiny_settings(tmp_path, capsys):
     assert [r["seen_transformed"] for r in rows] == [1, 2]
     for name in ("seen-1/report/report.json", "seen-2/run/ckpt.pt", "compare.png"):
         assert (out / name).is_file()
+    assert checkpoint.load(out / "seen-2/run/ckpt.pt")["transform"]["name"] == transform
     assert str(out) in capsys.readouterr().out
     assert cli.main(args) == 2  # exists
