@@ -1,7 +1,8 @@
 """P3 metrics on P3's 5-layer MLP (1×36×36 → 9 classes, hidden 128), batch of 32 images.
 
-σ_max: power iteration with jvp/vjp (invfast) vs the materialized Jacobian
-(``torch.func.vmap(jacrev)`` + ``torch.linalg.svdvals``), both to the same answer.
+σ_max: invfast's exact path (one backward pass per logit, then the matrix 2-norm; what
+``jacobian_sigma_max`` picks for ≤ 64 outputs) and its power iteration with jvp/vjp, vs the
+materialized Jacobian of ``torch.func.vmap(jacrev)`` + ``torch.linalg.svdvals``.
 SI: integrated gradients (50 steps) over the R4 orbit with two internal batch sizes.
 """
 
@@ -43,6 +44,16 @@ def bench_sigma_max_power_iteration(benchmark, setup):
     model, x, _ = setup
     benchmark.extra_info["images"] = BATCH
     benchmark(metrics.sigma_max_batch, model, x, max_iters=100, tol=1e-5)
+
+
+@pytest.mark.benchmark(group=f"sigma_max P3 MLP [{BATCH}, 1, 36, 36]")
+def bench_sigma_max_exact(benchmark, setup):
+    model, x, _ = setup
+    benchmark.extra_info["images"] = BATCH
+    torch.testing.assert_close(
+        metrics.sigma_max_exact_batch(model, x), full_jacobian_sigma(model, x).double()
+    )
+    benchmark(metrics.sigma_max_exact_batch, model, x)
 
 
 @pytest.mark.benchmark(group=f"sigma_max P3 MLP [{BATCH}, 1, 36, 36]")

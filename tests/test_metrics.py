@@ -338,6 +338,30 @@ def test_power_iteration_matches_svdvals_of_the_full_jacobian(activation):
     assert result.details["not_converged"] == 0
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_exact_sigma_max_equals_svdvals_and_auto_picks_it(activation):
+    model = TinyMLP((2, 4, 4), classes=5, activation=activation, dtype=torch.float64, seed=19)
+    x = 2.0 * images(6, size=4, channels=2, dtype=torch.float64, seed=19)
+    want = full_jacobian_sigma(model, x)
+    torch.testing.assert_close(metrics.sigma_max_exact_batch(model, x), want, rtol=1e-12, atol=0)
+    auto = metrics.jacobian_sigma_max(model, x)
+    power = metrics.jacobian_sigma_max(model, x, method="power", max_iters=3000, tol=1e-14)
+    assert (auto.details["method"], power.details["method"]) == ("exact", "power")
+    assert auto.value == pytest.approx(float(want.mean()), rel=1e-12)
+    assert power.value == pytest.approx(auto.value, rel=1e-7)
+    with pytest.raises(ValueError, match="method must be"):
+        metrics.jacobian_sigma_max(model, x, method="svd")
+
+
+def test_auto_sigma_max_uses_power_iteration_for_many_outputs():
+    model = LinearModel((1, 3, 3), classes=metrics.EXACT_SIGMA_MAX_OUTPUTS + 1, seed=3)
+    x = images(2, size=3, dtype=torch.float64, seed=3)
+    result = metrics.jacobian_sigma_max(model, x, max_iters=5000, tol=1e-15)
+    assert result.details["method"] == "power"
+    want = float(torch.linalg.svdvals(model.weight.detach()).max())
+    assert result.value == pytest.approx(want, rel=1e-6)
+
+
 @settings(max_examples=10)
 @given(classes=st.integers(1, 6), seed=st.integers(0, 1000))
 def test_power_iteration_on_linear_models(classes, seed):

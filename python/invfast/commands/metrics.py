@@ -15,9 +15,10 @@ HELP = "P3 Table 1: accuracy, LI, DI, SI, sigma_max of checkpoints (mean ± std 
 EPILOG = """\
 Metrics are means over the images and every group element, the identity included
 (docs/p3-metrics.md). Accuracy is top-1 over every g x. SI costs |G| x 50 gradient passes
-per image and sigma_max up to 100 power iterations: they use the first --si-images /
---sigma-images images. Checkpoints that differ only in their seed are one configuration:
-the table shows mean ± std (sample std over the seeds) and the JSON keeps every run.
+per image, sigma_max one backward pass per logit (exact; up to 100 power iterations for
+models with more than 64 outputs): they use the first --si-images / --sigma-images
+images. Checkpoints that differ only in their seed are one configuration: the table shows
+mean ± std (sample std over the seeds) and the JSON keeps every run.
 
 example:
   invfast metrics runs/da-s*/ckpt.pt runs/ir-s*/ckpt.pt runs/wt-s*/ckpt.pt --group R4 \\
