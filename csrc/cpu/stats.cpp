@@ -7,8 +7,8 @@
 //   copy that sits in L1/L2 while the rows stream past (and is fetched ahead of time).
 // - Vector steps of 16 neurons, compiled for AVX-512, AVX2 and baseline x86-64 (clones.h):
 //   pairs of zeros are counted without touching their bin (see below); each other pair gets
-//   its bin from a checked estimate instead of one comparison per threshold; its h and s are
-//   then added to its bin, one pair at a time.
+//   its bin from a checked estimate on AVX-512 (one comparison per threshold elsewhere); its
+//   h and s are then added to its bin, one pair at a time.
 // - The inputs are checked in a separate sweep before anything is written (an error leaves the
 //   accumulators as they were); that sweep runs at memory speed.
 #include "cpu/stats.h"
