@@ -32,7 +32,24 @@ void throw_on_error(cudaError_t err, const char* what) {
     throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
-void set_device(int device) { throw_on_error(cudaSetDevice(device), "cudaSetDevice"); }
+// Makes `device` current for one call and restores the caller's device after, so that an op
+// on cuda:1 does not change what PyTorch (which shares the thread's current device) sees.
+// Also clears any earlier error of this module's runtime, so that a launch's
+// cudaGetLastError reports only that launch.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    throw_on_error(cudaGetDevice(&previous_), "cudaGetDevice");
+    throw_on_error(cudaSetDevice(device), "cudaSetDevice");
+    cudaGetLastError();
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 // (number of devices, reason when there is none); never throws, so that
 // `invfast backends` can explain a missing GPU.
@@ -75,7 +92,7 @@ void neuron_max(uintptr_t a, uintptr_t b, int64_t rows, int64_t channels, int64_
   check_positive(channels, "channels");
   check_neuron_layout(spatial, mode);
   const ElemType type = parse_elem_type(dtype);
-  set_device(device);
+  const DeviceGuard guard(device);
   throw_on_error(cuda::neuron_max(type, as_device_ptr<const void>(a), as_device_ptr<const void>(b),
                                   rows, channels, spatial, mode, as_device_ptr<float>(acc),
                                   as_device_ptr<int>(status), as_stream(stream)),
@@ -96,7 +113,7 @@ void invariance_update(uintptr_t a, uintptr_t b, int64_t rows, int64_t channels,
   if (num_taus < 1 || num_taus > kMaxTaus)
     throw py::value_error("num_taus: expected 1 to " + std::to_string(kMaxTaus));
   const ElemType type = parse_elem_type(dtype);
-  set_device(device);
+  const DeviceGuard guard(device);
   throw_on_error(
       cuda::invariance_update(type, as_device_ptr<const void>(a), as_device_ptr<const void>(b), rows,
                               channels, spatial, mode, as_device_ptr<const float>(neuron_max),
@@ -117,7 +134,7 @@ void ablate(uintptr_t acts, uintptr_t out, int64_t rows, int64_t channels, int64
   if (ablate_mode != kAblateInactive && ablate_mode != kAblateActive)
     throw py::value_error("ablate_mode: expected 0 (inactive) or 1 (active)");
   const ElemType type = parse_elem_type(dtype);
-  set_device(device);
+  const DeviceGuard guard(device);
   throw_on_error(cuda::ablate(type, as_device_ptr<const void>(acts), as_device_ptr<void>(out), rows,
                               channels, spatial, mode, as_device_ptr<const float>(neuron_max), tau,
                               ablate_mode, as_device_ptr<int>(status), as_stream(stream)),
@@ -151,7 +168,7 @@ void image_transform(uintptr_t x, const std::string& dtype, int64_t batch, int64
   args.apply = as_device_ptr<const uint8_t>(apply);
   args.mean = as_device_ptr<const float>(mean);
   args.inv_std = as_device_ptr<const float>(inv_std);
-  set_device(device);
+  const DeviceGuard guard(device);
   py::gil_scoped_release release;
   throw_on_error(cuda::image_transform(type, as_device_ptr<const void>(x), as_device_ptr<float>(out),
                                        args, as_stream(stream)),

@@ -576,3 +576,16 @@ def test_cuda_noise_matches_cpu_within_1e6(cuda_device):
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=2e-5)  # ulp of 128 is 1.5e-5
     sp = run("saltpepper", x.to(cuda_device), "cuda", seed=11, index=ids.to(cuda_device))
     assert torch.equal(sp.cpu(), run("saltpepper", x, "cpu", seed=11, index=ids))
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.parametrize("width", [1536, 2048, 4096, 12272])
+def test_cuda_blur_of_wide_images(width, cuda_device):
+    """Widths whose row buffers fill the block's shared memory (the static reduction scratch
+    included): the launch must fit, and agree with the CPU kernel."""
+    x = torch.rand(2, 1, 3, width, generator=torch.Generator().manual_seed(width)) * 255
+    cpu = run("blur", x, "cpu", params={"sigma": 1.5})
+    gpu = run("blur", x.to(cuda_device), "cuda", params={"sigma": 1.5})
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="12272"):
+        run("blur", torch.zeros(1, 1, 2, 12273, device=cuda_device), "cuda")

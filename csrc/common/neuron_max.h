@@ -52,8 +52,11 @@ INVFAST_HD inline float neuron_activity(const T* values, int64_t spatial, int mo
     }
     return channel_mean(sum, spatial);
   }
-  float m = 0.0f;  // valid activations are >= 0; invalid ones raise a status bit
-  for (int64_t s = 0; s < spatial; ++s) {
+  // From the first element, not from 0: a unit neuron's activity is its value itself,
+  // −0 included, exactly as the CPU's unit-mode loop reads it.
+  float m = to_float(values[0]);
+  status |= activation_status(m);
+  for (int64_t s = 1; s < spatial; ++s) {
     const float v = to_float(values[s]);
     status |= activation_status(v);
     m = running_max(m, v);

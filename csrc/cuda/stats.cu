@@ -86,9 +86,9 @@ using RawBits = std::conditional_t<sizeof(T) == 4, uint32_t,
                                    std::conditional_t<sizeof(T) == 2, uint16_t, uint8_t>>;
 
 // One thread per (image, neuron), grid-stride; the neuron's `spatial` elements are kept or
-// zeroed together.
+// zeroed together. `acts` is not __restrict__: `out` may alias it (in-place ablation).
 template <class T>
-__global__ void ablate_kernel(const T* __restrict__ acts, T* out, int64_t rows, int64_t channels,
+__global__ void ablate_kernel(const T* acts, T* out, int64_t rows, int64_t channels,
                               int64_t spatial, int mode, const float* __restrict__ neuron_max,
                               float tau, int ablate_mode, const int* status) {
   if (*status != kActivationOk) return;

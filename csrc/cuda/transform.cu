@@ -7,9 +7,6 @@
 namespace invfast::cuda {
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kTransformThreads = 256;
-constexpr int64_t kSharedBytes = 48 * 1024;
 
 struct ImageGeometry {
   int64_t c, h, w, plane, n;
@@ -97,7 +94,7 @@ __device__ double block_sum(double v, double* scratch) {
 template <class T>
 __global__ void __launch_bounds__(kTransformThreads)
     transform_kernel(const T* __restrict__ in, float* __restrict__ out, TransformArgs a, int slots) {
-  __shared__ double reduce_scratch[kTransformThreads / kWarp];
+  __shared__ double reduce_scratch[kReduceScratchBytes / sizeof(double)];
   extern __shared__ float row_slots[];
   const int64_t b = blockIdx.x;
   const ImageGeometry g{a.channels, a.height, a.width, a.height * a.width,
@@ -150,7 +147,8 @@ cudaError_t image_transform(ElemType type, const void* in, float* out, const Tra
   size_t shared = 0;
   if (args.op == static_cast<int>(TransformOp::Blur)) {
     if (args.width > kMaxBlurWidth) return cudaErrorInvalidValue;
-    const int64_t fit = kSharedBytes / (args.width * static_cast<int64_t>(sizeof(float)));
+    const int64_t row_bytes = args.width * static_cast<int64_t>(sizeof(float));
+    const int64_t fit = (kSharedBytes - kReduceScratchBytes) / row_bytes;  // >= 1 here
     slots = static_cast<int>(std::min<int64_t>(kTransformThreads / kWarp, fit));
     shared = static_cast<size_t>(slots) * static_cast<size_t>(args.width) * sizeof(float);
   }
