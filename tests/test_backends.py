@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -108,3 +109,56 @@ def test_cuda_launches_match_the_compiled_signatures(monkeypatch):
     assert (update["rows"], update["channels"], update["groups"]) == (3, 5, 2)
     assert update["num_taus"] == 21
     assert update["active_counts"] == 0
+
+
+_AVX2_CHECK = """
+import torch
+from invfast import ops, transforms
+assert "AVX512" not in torch.backends.cpu.get_cpu_capability()  # the loader sees no AVX-512
+g = torch.Generator().manual_seed(0)
+cases = [(37, 9, None), (200, 17, torch.linspace(0, 1, 30)),
+         (16, 5, torch.tensor([0.0, 0.3, 0.31, 0.9])), (64, 8, torch.linspace(0.2, 1.4, 25))]
+for k, b, taus in cases:
+    a = torch.rand(b, k, generator=g)
+    a[a < 0.3] = 0
+    tx = (a + 0.2 * torch.rand(b, k, generator=g)).clamp(min=0)
+    tx[:, ::7] = 0
+    ids = torch.arange(b) % 3
+    out = {}
+    for backend in ("cpu", "reference"):
+        acc = ops.invariance_accumulator(3, k, *([] if taus is None else [taus]))
+        ops.neuron_max(a, acc["neuron_max"], tx, backend=backend)
+        n = torch.zeros(b, acc["taus"].numel(), dtype=torch.int64)
+        ops.invariance_update(a, tx, acc["neuron_max"], ids, acc, active_counts=n, backend=backend)
+        out[backend] = (acc, n)
+    (c, cn), (r, rn) = out["cpu"], out["reference"]
+    assert torch.equal(c["neuron_max"], r["neuron_max"]) and torch.equal(c["count"], r["count"])
+    assert torch.equal(cn, rn), k
+    for key in ("h_sum", "s_sum"):
+        torch.testing.assert_close(c[key], r[key], rtol=1e-9, atol=1e-12)
+x = (torch.rand(3, 3, 20, 24, generator=g) * 255).round()
+for name, params in [("blur", {"sigma": 1.5}), ("grayscale", {}), ("hfilter", {})]:
+    t = transforms.get(name, **params)
+    torch.testing.assert_close(t(x, backend="cpu"), t(x, backend="reference"), rtol=1e-5, atol=1e-5)
+print("avx2 clones agree")
+"""
+
+
+@pytest.mark.slow
+def test_avx2_clones_agree_with_the_reference():
+    """The CPU kernels are compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks
+    one (csrc/cpu/clones.h); on an AVX-512 machine the tests only reach the first. Valgrind
+    hides AVX-512 from the program, so under it the AVX2 clones of pass 1, pass 2 and the
+    transforms run against the reference (about 2 minutes)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        pytest.skip("valgrind is not installed")
+    if not {row.name: row for row in backends.status()}["cpu"].available:
+        pytest.skip("the CPU module is not built")
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    run = subprocess.run(
+        [valgrind, "--tool=none", "-q", sys.executable, "-c", _AVX2_CHECK],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "avx2 clones agree" in run.stdout
