@@ -5,6 +5,7 @@
 #include "common/neuron_max.h"
 #include "cpu/clones.h"
 #include "cpu/parallel.h"
+#include "cpu/validity.h"
 
 namespace invfast::cpu {
 namespace {
@@ -30,8 +31,7 @@ INVFAST_CLONES_WIDE int max_rows_into(const T* data, int64_t row_begin, int64_t 
   if (valid) return kActivationOk;
   int status = kActivationOk;
   for (int64_t r = row_begin; r < row_end; ++r)
-    for (int64_t k = col_begin; k < col_end; ++k)
-      status |= activation_status(to_float(data[r * cols + k]));
+    status |= status_of(data + r * cols + col_begin, col_end - col_begin);
   return status;
 }
 

@@ -24,6 +24,7 @@
 #include "common/stats.h"
 #include "cpu/clones.h"
 #include "cpu/parallel.h"
+#include "cpu/validity.h"
 
 namespace invfast::cpu {
 namespace {
@@ -48,14 +49,6 @@ constexpr int64_t kRowsAhead = 2;
 constexpr int64_t kRowsPerFlush = int64_t{1} << 30;
 // Elements per task of the validation sweep.
 constexpr int64_t kValidateBlock = 1 << 16;
-
-// OR of activation_status over n contiguous values (vectorizable: no early exit).
-template <class T>
-int status_of(const T* data, int64_t n) {
-  int status = kActivationOk;
-  for (int64_t i = 0; i < n; ++i) status |= activation_status(to_float(data[i]));
-  return status;
-}
 
 // 1 when all n values are valid activations (vectorizable: no early exit).
 template <class T>
