@@ -517,6 +517,15 @@ def _initial_vectors(shape: torch.Size, first_index: int, seed: int, dtype, devi
     return v.to(device, dtype)
 
 
+def _differentiable_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs that require grad, their [B, classes] logits) for the σ_max paths."""
+    inputs = x.detach().requires_grad_(True)
+    logits = model(inputs)
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        raise ValueError(f"model must return [B, classes] logits, got {tuple(logits.shape)}")
+    return inputs, logits
+
+
 def sigma_max_batch(
     model: nn.Module,
     x: torch.Tensor,
@@ -545,10 +554,7 @@ def sigma_max_batch(
     sigma = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     with _evaluating(model), torch.enable_grad():
-        inputs = x.detach().requires_grad_(True)
-        logits = model(inputs)
-        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"model must return [B, classes] logits, got {tuple(logits.shape)}")
+        inputs, logits = _differentiable_logits(model, x)
         probe = torch.zeros_like(logits, requires_grad=True)
         (transposed,) = torch.autograd.grad(
             logits, inputs, probe, create_graph=True, materialize_grads=True
@@ -589,10 +595,7 @@ def sigma_max_exact_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     Cheaper than power iteration when C is small (P3's MLP: C = 9).
     """
     with _evaluating(model), torch.enable_grad():
-        inputs = x.detach().requires_grad_(True)
-        logits = model(inputs)
-        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"model must return [B, classes] logits, got {tuple(logits.shape)}")
+        inputs, logits = _differentiable_logits(model, x)
         classes = logits.shape[1]
         rows = []
         for c in range(classes):
