@@ -132,9 +132,12 @@ def test_reference_and_cpu_backends_agree(ckpt_path):
 def test_batch_size_does_not_change_numbers(ckpt_path):
     small = run(ckpt_path, batch_size=7, cache_budget=0)
     large = run(ckpt_path, batch_size=256)
-    # The statistics are batch-invariant; PyTorch's convolutions are not bitwise so across
-    # batch shapes, hence means within 1e-6 (the counts are exact).
-    _assert_same(small, large, tolerance=1e-6)
+    # The statistics are batch-invariant (bitwise, given the same activations: see
+    # test_stats.py's 37-batch test); PyTorch's float32 forward pass is not bitwise so across batch
+    # shapes. Its noise is absolute, so a pair of small activations can move its h by ~1e-6:
+    # the largest change of a mean seen was 1.2e-6 (oneDNN on AMD EPYC), under 1e-6 on Xeon.
+    # Means within 1e-5 then; the counts are exact.
+    _assert_same(small, large, tolerance=1e-5)
 
 
 def test_activation_cache_changes_no_number(ckpt_path, monkeypatch):
