@@ -151,10 +151,54 @@ def bench_invariance_update_read_bandwidth(benchmark, pair):
     benchmark(lambda: (torch.sum(a), torch.sum(b)))
 
 
+# ------------------------------------------------------------- pass 2, where time goes
+PARTS = "invariance_update: parts of a call"
+
+
+@pytest.mark.benchmark(group=PARTS)
+def bench_invariance_update_validation_sweep(benchmark, pair):
+    """The input check alone: a NaN in the last element of b, so that the sweep reads all of
+    a and b and the call then fails (leaving the accumulators as they were)."""
+    a, b, m, group_ids = pair
+    bad = b.clone()
+    bad[-1, -1] = float("nan")
+    acc = fresh_acc()
+
+    def failing():
+        with pytest.raises(ValueError):
+            ops.invariance_update(a, bad, m, group_ids, acc, backend="cpu")
+
+    benchmark.extra_info["bytes_read"] = 2 * a.numel() * a.element_size()
+    benchmark(failing)
+    assert int(acc["count"].sum()) == 0
+
+
+@pytest.mark.benchmark(group=PARTS)
+def bench_invariance_update_in_cache_one_thread(benchmark, pair):
+    """The update with its data in cache: [256, 2048] (4 MB of input, 3 MB of accumulators)
+    on one thread. extra_info projects it to the [256, 65536] call on all threads, with no
+    memory stall: the compute floor of this kernel."""
+    a, b, m, group_ids = pair
+    columns = 2048
+    a, b, m = a[:, :columns].contiguous(), b[:, :columns].contiguous(), m[:columns]
+    acc = ops.invariance_accumulator(GROUPS, columns)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark(ops.invariance_update, a, b, m, group_ids, acc, backend="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    per_pair = benchmark.stats.stats.min / a.numel()
+    benchmark.extra_info["ns_per_pair_per_core"] = round(per_pair * 1e9, 3)
+    benchmark.extra_info["projected_ms_full_call_all_threads"] = round(
+        per_pair * SHAPE[0] * SHAPE[1] / threads * 1e3, 2
+    )
+
+
 # ------------------------------------------------------------------------- peak memory
 _STREAMING_RUN = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import torch
     from torch import nn
     from invfast.invariance import InvarianceAccumulator
@@ -170,10 +214,16 @@ _STREAMING_RUN = textwrap.dedent(
             x = torch.rand(batch, 3, 16, 16, generator=g)
             yield x, x.flip(-1), torch.arange(start, start + batch) % 2
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def peak_kib():
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child of a big
+        # pytest process would report the parent's peak.
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+    before = peak_kib()
     analysis = InvarianceAccumulator(model, ["1", "3", "6"], groups=2, backend="cpu")
     results = analysis.run(batches)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     pairs = int(results["6"].pairs.sum())
     print(json.dumps({"images": pairs, "peak_rss_growth_kib": after - before, "peak_kib": after}))
     """
