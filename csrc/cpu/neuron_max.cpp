@@ -10,28 +10,53 @@
 namespace invfast::cpu {
 namespace {
 
-// Columns per task: the accumulator slice stays in L1 while rows stream past it.
-constexpr int64_t kColumnBlock = 2048;
+// Columns per task: the task's 64 KB of running maxima stay in L2 while its rows stream
+// past, each row's 64 KB read in one run (2048 columns were half as fast on the EPYC VM).
+constexpr int64_t kColumnBlock = 16384;
 
-// Unit neurons: a vectorizable loop over contiguous columns. It checks the values with the
-// two-comparison activation_valid and computes the status bits only for a block that fails.
+// Unit neurons: vectorizable loops over contiguous columns, four rows per sweep of the block
+// (rows r..r+3 of a, or rows r, r+1 of a and of b), so that the running maxima are read and
+// written once per four values. The maximum does not depend on the order: equal values are
+// equal bits except ±0, and `running_max` keeps the first of equal values, which for zeros
+// is the starting value's. The values are checked with the two-comparison activation_valid;
+// the status bits are computed only for a block that fails.
 template <class T>
-INVFAST_CLONES_WIDE int max_rows_into(const T* data, int64_t row_begin, int64_t row_end,
+INVFAST_CLONES_WIDE int max_rows_into(const T* a, const T* b, int64_t row_begin, int64_t row_end,
                                       int64_t cols, int64_t col_begin, int64_t col_end,
                                       float* __restrict acc) {
   int valid = 1;
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const T* __restrict row = data + r * cols + col_begin;
-    for (int64_t k = 0; k < col_end - col_begin; ++k) {
-      const float v = to_float(row[k]);
-      valid &= activation_valid(v);
-      acc[k] = running_max(acc[k], v);
+  const int64_t n = col_end - col_begin;
+  const int64_t step = b == nullptr ? 4 : 2;  // rows of a per sweep
+  int64_t r = row_begin;
+  for (; r + step <= row_end; r += step) {
+    const T* __restrict p0 = a + r * cols + col_begin;
+    const T* __restrict p1 = p0 + cols;
+    const T* __restrict p2 = b == nullptr ? p1 + cols : b + r * cols + col_begin;
+    const T* __restrict p3 = p2 + cols;
+    for (int64_t k = 0; k < n; ++k) {
+      const float v0 = to_float(p0[k]), v1 = to_float(p1[k]);
+      const float v2 = to_float(p2[k]), v3 = to_float(p3[k]);
+      valid &= activation_valid(v0) & activation_valid(v1) & activation_valid(v2) &
+               activation_valid(v3);
+      acc[k] = running_max(running_max(running_max(running_max(acc[k], v0), v1), v2), v3);
+    }
+  }
+  for (; r < row_end; ++r) {
+    for (const T* data : {a, b}) {
+      if (data == nullptr) continue;
+      const T* __restrict row = data + r * cols + col_begin;
+      for (int64_t k = 0; k < n; ++k) {
+        const float v = to_float(row[k]);
+        valid &= activation_valid(v);
+        acc[k] = running_max(acc[k], v);
+      }
     }
   }
   if (valid) return kActivationOk;
   int status = kActivationOk;
-  for (int64_t r = row_begin; r < row_end; ++r)
-    status |= status_of(data + r * cols + col_begin, col_end - col_begin);
+  for (int64_t q = row_begin; q < row_end; ++q)
+    for (const T* data : {a, b})
+      if (data != nullptr) status |= status_of(data + q * cols + col_begin, n);
   return status;
 }
 
@@ -75,8 +100,7 @@ int neuron_max_typed(const T* a, const T* b, int64_t rows, int64_t channels, int
     const int64_t k0 = cb * block, k1 = std::min(channels, k0 + block);
     float* out = partial.data() + rb * channels + k0;
     if (unit) {
-      status |= max_rows_into(a, r0, r1, channels, k0, k1, out);
-      if (b != nullptr) status |= max_rows_into(b, r0, r1, channels, k0, k1, out);
+      status |= max_rows_into(a, b, r0, r1, channels, k0, k1, out);
     } else {
       status |= max_channels_into(a, r0, r1, channels, spatial, mode, k0, k1, out);
       if (b != nullptr) status |= max_channels_into(b, r0, r1, channels, spatial, mode, k0, k1, out);
