@@ -156,13 +156,39 @@ def test_demo_with_tiny_settings(tmp_path, capsys, transform):
         "2",
         "--seen",
         "1,2",
+        "--seeds",
+        "2",
+        "--seed",
+        "5",
         "--no-progress",
     ]
     assert cli.main(args) == 0
-    rows = json.loads((out / "compare.json").read_text())["rows"]
-    assert [r["seen_transformed"] for r in rows] == [1, 2]
-    for name in ("seen-1/report/report.json", "seen-2/run/ckpt.pt", "compare.png"):
+    compared = json.loads((out / "compare.json").read_text())
+    rows, means = compared["rows"], compared["means"]
+    assert [(r["seen_transformed"], r["seed"]) for r in rows] == [(1, 5), (1, 6), (2, 5), (2, 6)]
+    assert [(m["seen_transformed"], m["runs"]) for m in means] == [(1, 2), (2, 2)]
+    for m in means:
+        count = m["seen_transformed"]
+        runs = [r["across_accuracy"] for r in rows if r["seen_transformed"] == count]
+        assert m["across_accuracy"] == pytest.approx(sum(runs) / 2)
+        assert (m["across_accuracy_min"], m["across_accuracy_max"]) == (min(runs), max(runs))
+    for name in ("seen-1/seed-5/report/report.json", "seen-2/seed-6/run/ckpt.pt", "compare.png"):
         assert (out / name).is_file()
-    assert checkpoint.load(out / "seen-2/run/ckpt.pt")["transform"]["name"] == transform
-    assert str(out) in capsys.readouterr().out
+    assert checkpoint.load(out / "seen-2/seed-6/run/ckpt.pt")["seed"] == 6
+    assert checkpoint.load(out / "seen-2/seed-5/run/ckpt.pt")["transform"]["name"] == transform
+    printed = capsys.readouterr().out
+    assert "(2 runs)" in printed
+    assert str(out) in printed
     assert cli.main(args) == 2  # exists
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--seeds", "0"], "--seeds expects a count >= 1"), (["--seen", "2"], "--seen needs")],
+)
+def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, flags, message):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists()

@@ -253,8 +253,8 @@ def format_table(report: dict) -> str:
 
 # ------------------------------------------------------------------------ compare
 def compare_rows(reports: Sequence[dict], layer: str | None = None) -> list[dict]:
-    """One row per report: number of seen-transformed categories, invariance of ``layer``
-    (default: each report's penultimate layer) per group at its τ, and accuracies."""
+    """One row per report: number of seen-transformed categories, seed, invariance of
+    ``layer`` (default: each report's penultimate layer) per group at its τ, and accuracies."""
     rows = []
     for report in reports:
         layers = {entry["name"]: entry for entry in report["layers"]}
@@ -264,6 +264,7 @@ def compare_rows(reports: Sequence[dict], layer: str | None = None) -> list[dict
         entry = layers[name]
         rows.append({
             "seen_transformed": report["num_seen_transformed"],
+            "seed": report.get("seed"),
             "layer": name,
             "tau": report["tau"]["value"],
             "mean_I_seen": entry["groups"]["seen"]["at_tau"]["mean_I"],
@@ -273,30 +274,55 @@ def compare_rows(reports: Sequence[dict], layer: str | None = None) -> list[dict
             "clean_accuracy": report["accuracy"]["clean_accuracy"],
             "checkpoint_sha256": report["checkpoint"]["sha256"],
         })  # fmt: skip
-    rows.sort(key=lambda r: r["seen_transformed"])
+    rows.sort(key=lambda r: (r["seen_transformed"], -1 if r["seed"] is None else r["seed"]))
     return rows
 
 
+COMPARED = ("mean_I_seen", "mean_I_unseen", "within_accuracy", "across_accuracy",
+            "clean_accuracy")  # fmt: skip
+
+
+def compare_means(rows: Sequence[dict]) -> list[dict]:
+    """Rows of the same seen-transformed count (runs with different seeds) averaged: one row
+    per count with the mean, min and max of each compared number over its runs."""
+    out = []
+    for count in sorted({r["seen_transformed"] for r in rows}):
+        runs = [r for r in rows if r["seen_transformed"] == count]
+        row: dict = {"seen_transformed": count, "runs": len(runs), "layer": runs[0]["layer"]}
+        for key in COMPARED:
+            values = [r[key] for r in runs if r[key] is not None]
+            row[key] = float(np.mean(values)) if values else None
+            row[f"{key}_min"] = min(values) if values else None
+            row[f"{key}_max"] = max(values) if values else None
+        out.append(row)
+    return out
+
+
 def plot_compare(rows: Sequence[dict], path: Path) -> Path:
-    """Invariance and across-category accuracy against #seen-transformed (P1 Figs. 4–5)."""
-    xs = [r["seen_transformed"] for r in rows]
+    """Invariance and across-category accuracy against #seen-transformed (P1 Figs. 4–5).
+    With several runs per count (seeds), the lines join the means and every run is a dot."""
+    means = compare_means(rows)
+    xs = [m["seen_transformed"] for m in means]
+    repeated = any(m["runs"] > 1 for m in means)
     fig = _figure(9.0, 3.8)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
 
-    def series(key: str, scale: float = 1.0) -> list[float]:
-        return [np.nan if r[key] is None else scale * r[key] for r in rows]
+    def draw(axes, key: str, style: str, color: str, label: str, scale: float = 1.0) -> None:
+        ys = [np.nan if m[key] is None else scale * m[key] for m in means]
+        axes.plot(xs, ys, style, color=color, label=label + (" (mean)" if repeated else ""))
+        if repeated:
+            dots = [(r["seen_transformed"], scale * r[key]) for r in rows if r[key] is not None]
+            axes.plot([d[0] for d in dots], [d[1] for d in dots], ".", color=color, alpha=0.4)
 
     for group in GROUPS:
-        left.plot(xs, series(f"mean_I_{group}"), "-o", color=GROUP_COLORS[group],
-                  label=f"{group}-transformed categories")  # fmt: skip
+        draw(left, f"mean_I_{group}", "-o", GROUP_COLORS[group], f"{group}-transformed categories")
     left.set_xlabel("number of seen-transformed categories")
     left.set_ylabel(f"mean $I_k$ ({rows[0]['layer']})")
     left.legend(fontsize=8)
-    right.plot(xs, series("across_accuracy", 100), "-o", color=GROUP_COLORS["unseen"],
-               label="across (unseen-transformed)")  # fmt: skip
-    right.plot(xs, series("within_accuracy", 100), "-s", color=GROUP_COLORS["seen"],
-               label="within (seen-transformed)")  # fmt: skip
-    right.plot(xs, series("clean_accuracy", 100), ":", color="grey", label="clean")
+    draw(right, "across_accuracy", "-o", GROUP_COLORS["unseen"], "across (unseen-transformed)",
+         100)  # fmt: skip
+    draw(right, "within_accuracy", "-s", GROUP_COLORS["seen"], "within (seen-transformed)", 100)
+    draw(right, "clean_accuracy", ":", "grey", "clean", 100)
     right.set_xlabel("number of seen-transformed categories")
     right.set_ylabel("accuracy on transformed test images (%)")
     right.legend(fontsize=8)
@@ -305,13 +331,24 @@ def plot_compare(rows: Sequence[dict], path: Path) -> Path:
 
 
 def format_compare(rows: Sequence[dict]) -> str:
-    lines = [f"{'seen':>4} {'τ':>5} {'I seen':>7} {'I unseen':>8} {'within %':>8} {'across %':>8}"]
+    """One line per run; with several runs per count, one more line per count: their mean."""
+    lines = [f"{'seen':>4} {'seed':>4} {'τ':>5} {'I seen':>7} {'I unseen':>8} {'within %':>8} "
+             f"{'across %':>8}"]  # fmt: skip
     for r in rows:
+        seed = "-" if r.get("seed") is None else r["seed"]
         lines.append(
-            f"{r['seen_transformed']:>4} {r['tau']:>5g} {_num(r['mean_I_seen']):>7} "
+            f"{r['seen_transformed']:>4} {seed:>4} {r['tau']:>5g} {_num(r['mean_I_seen']):>7} "
             f"{_num(r['mean_I_unseen']):>8} {_pct(r['within_accuracy']):>8} "
             f"{_pct(r['across_accuracy']):>8}"
         )
+    means = compare_means(rows)
+    if any(m["runs"] > 1 for m in means):
+        for m in means:
+            lines.append(
+                f"{m['seen_transformed']:>4} {'mean':>4} {'':>5} {_num(m['mean_I_seen']):>7} "
+                f"{_num(m['mean_I_unseen']):>8} {_pct(m['within_accuracy']):>8} "
+                f"{_pct(m['across_accuracy']):>8}   ({m['runs']} runs)"
+            )
     return "\n".join(lines)
 
 
@@ -324,7 +361,8 @@ def write_compare(
     def fill(folder: Path) -> None:
         plot_compare(rows, folder / "compare.png")
         dump_json(folder / "compare.json", {"tool": "invfast compare", "command": command,
-                                            "reports": list(sources), "rows": rows})  # fmt: skip
+                                            "reports": list(sources), "rows": rows,
+                                            "means": compare_means(rows)})  # fmt: skip
 
     return write_folder(out, fill, overwrite=overwrite), rows
 

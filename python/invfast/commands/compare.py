@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reports",
         nargs="+",
         metavar="REPORT",
-        help="report folders of invfast analyze (one per checkpoint)",
+        help="report folders of invfast analyze (one per checkpoint); reports with the same "
+        "seen-transformed count (runs with different seeds) are averaged",
     )
     parser.add_argument(
         "--layer", default=None, help="layer compared (default: each report's penultimate layer)"
