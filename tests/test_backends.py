@@ -162,3 +162,92 @@ def test_avx2_clones_agree_with_the_reference():
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert "avx2 clones agree" in run.stdout
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _baseline_case(rows, channels, groups, taus, seed, nan=False):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(rows, channels, generator=g)
+    a[a < 0.3] = 0
+    b = (a + 0.2 * torch.rand(rows, channels, generator=g)).clamp(min=0)
+    b[:, ::7] = 0
+    if channels > 3:
+        a[:, 3] = 0  # a dead neuron (M_k = 0)
+        b[:, 3] = 0
+    b[0, 0] = a[0, 0] = 0.5  # ties at τ·M come from the maximum itself
+    if nan:
+        b[-1, -1] = float("nan")
+    ids = torch.arange(rows) % groups
+    return a, b, torch.tensor(taus, dtype=torch.float32), ids
+
+
+@pytest.mark.slow
+def test_baseline_clones_agree_with_the_reference(tmp_path):
+    """What a CPU without AVX2 runs: the kernels built with -DINVFAST_NO_CLONES (only their
+    baseline x86-64 code, no bin estimate) compute pass 1, pass 2 with per-image counts and
+    the ablation like the reference, and a NaN is reported with nothing written."""
+    compiler = shutil.which("g++")
+    sources = [os.path.join(_REPO, "csrc", "cpu", name) for name in ("stats.cpp", "neuron_max.cpp")]
+    driver = os.path.join(_REPO, "tests", "baseline_kernels.cpp")
+    if compiler is None or not all(map(os.path.exists, [driver, *sources])):
+        pytest.skip("needs g++ and the csrc/ sources (a source checkout)")
+    exe = tmp_path / "baseline_kernels"
+    build = subprocess.run(
+        [compiler, "-O2", "-std=gnu++17", "-fopenmp", "-DINVFAST_OPENMP=1", "-DINVFAST_NO_CLONES",
+         "-I", os.path.join(_REPO, "csrc"), driver, *sources, "-o", str(exe)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    from invfast import ops
+
+    uniform = [i / 20 for i in range(21)]
+    cases = [
+        (37, 50, 2, uniform, False),  # the default grid: the AVX-512 build would estimate bins
+        (5, 300, 3, [0.0, 0.3, 0.31, 0.9], False),  # uneven grid
+        (64, 16, 1, [0.2 + 0.05 * i for i in range(25)], False),
+        (9, 17, 2, uniform, True),  # a NaN in the last element of b
+    ]
+    for index, (rows, channels, groups, taus, nan) in enumerate(cases):
+        a, b, taus_t, ids = _baseline_case(rows, channels, groups, taus, seed=index, nan=nan)
+        tau = 0.3
+        case = tmp_path / f"case{index}.bin"
+        with open(case, "wb") as f:
+            f.write(torch.tensor([rows, channels, groups, len(taus), 2]).numpy().tobytes())
+            for t in (a, b, taus_t):
+                f.write(t.numpy().tobytes())
+            f.write(ids.numpy().tobytes())
+            f.write(torch.tensor([tau], dtype=torch.float32).numpy().tobytes())
+        out = tmp_path / f"out{index}.bin"
+        run = subprocess.run([str(exe), str(case), str(out)], capture_output=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        raw = out.read_bytes()
+        cells = groups * channels * (len(taus) + 1)
+        sizes = [("int32", 3), ("float32", channels), ("int64", cells), ("float64", cells),
+                 ("float64", cells), ("int64", rows * len(taus)),
+                 ("float32", rows * channels)]  # fmt: skip
+        parts, at = [], 0
+        for dtype, n in sizes:
+            t = torch.frombuffer(bytearray(raw[at:]), dtype=getattr(torch, dtype), count=n)
+            parts.append(t)
+            at += n * t.element_size()
+        assert at == len(raw)
+        status, m, count, h_sum, s_sum, active, ablated = parts
+        if nan:
+            assert status[0] != 0 and status[1] != 0, status
+            assert count.eq(0).all() and h_sum.eq(0).all() and active.eq(0).all()
+            continue
+        assert status.eq(0).all(), status
+        acc = ops.invariance_accumulator(groups, channels, taus_t)
+        ops.neuron_max(a, acc["neuron_max"], b, backend="reference")
+        n = torch.zeros(rows, len(taus), dtype=torch.int64)
+        ops.invariance_update(a, b, acc["neuron_max"], ids, acc, active_counts=n,
+                              backend="reference")  # fmt: skip
+        assert torch.equal(m, acc["neuron_max"])
+        assert torch.equal(count, acc["count"].flatten()), index
+        assert torch.equal(active, n.flatten()), index
+        for mine, ref in ((h_sum, acc["h_sum"]), (s_sum, acc["s_sum"])):
+            torch.testing.assert_close(mine, ref.flatten(), rtol=1e-9, atol=1e-12)
+        expected = ops.ablate(a, acc["neuron_max"], tau, "inactive", backend="reference")
+        assert torch.equal(ablated, expected.flatten()), index

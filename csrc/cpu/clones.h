@@ -13,7 +13,12 @@
 //                        (csrc/cpu/stats.cpp has one, in a bin estimate that is then checked).
 #pragma once
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(INVFAST_NO_CLONES)
+// Only the baseline code, as a CPU without AVX2 runs it (tests/test_backends.py builds the
+// kernels this way to test what the "default" clones compute).
+#define INVFAST_CLONES __attribute__((flatten))
+#define INVFAST_CLONES_WIDE __attribute__((flatten))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define INVFAST_CLONES __attribute__((target_clones("avx2", "default"), flatten))
 #define INVFAST_CLONES_WIDE __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
 #else
@@ -26,7 +31,9 @@ namespace invfast::cpu {
 // True where the loader picks the "avx512f" clones: for choices of method (not of results)
 // that only pay off there.
 inline bool cpu_has_avx512f() {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(INVFAST_NO_CLONES)
+  return false;
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   return __builtin_cpu_supports("avx512f");
 #else
   return false;
