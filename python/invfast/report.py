@@ -359,12 +359,19 @@ def write_compare(
     rows = compare_rows(reports, layer)
 
     def fill(folder: Path) -> None:
-        plot_compare(rows, folder / "compare.png")
-        dump_json(folder / "compare.json", {"tool": "invfast compare", "command": command,
-                                            "reports": list(sources), "rows": rows,
-                                            "means": compare_means(rows)})  # fmt: skip
+        write_compare_files(folder, rows, sources, command)
 
     return write_folder(out, fill, overwrite=overwrite), rows
+
+
+def write_compare_files(
+    folder: Path, rows: Sequence[dict], sources: Sequence[str], command: str | None
+) -> None:
+    """``compare.png`` and ``compare.json`` (the runs and their per-count means) in folder."""
+    plot_compare(rows, folder / "compare.png")
+    dump_json(folder / "compare.json", {"tool": "invfast compare", "command": command,
+                                        "reports": list(sources), "rows": list(rows),
+                                        "means": compare_means(rows)})  # fmt: skip
 
 
 __all__ = [

@@ -123,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 reports.append(result.report)
                 names.append(f"{name}/report")
         rows = report.compare_rows(reports)
-        report.plot_compare(rows, folder / "compare.png")
-        compared = {"tool": "invfast compare", "command": command, "reports": names,
-                    "rows": rows, "means": report.compare_means(rows)}  # fmt: skip
-        report.dump_json(folder / "compare.json", compared)
+        report.write_compare_files(folder, rows, names, command)
         print(report.format_compare(rows))
 
     report.write_folder(out, fill, overwrite=args.overwrite)
