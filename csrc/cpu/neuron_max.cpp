@@ -11,7 +11,8 @@ namespace invfast::cpu {
 namespace {
 
 // Columns per task: the task's 64 KB of running maxima stay in L2 while its rows stream
-// past, each row's 64 KB read in one run (2048 columns were half as fast on the EPYC VM).
+// past, each row's block read in one run (on the EPYC VM, [256, 65536] f32: 1.5 ms; with
+// 2048 columns, 1.9 ms).
 constexpr int64_t kColumnBlock = 16384;
 
 // Unit neurons: vectorizable loops over contiguous columns, four rows per sweep of the block
