@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from invfast import checkpoint, data, models, transforms
-from invfast.invariance import InvarianceAccumulator
+from invfast.core import checkpoint, data, models, transforms
+from invfast.neurons.invariance import InvarianceAccumulator
 
 IMAGE_SIZE = 64
 CLASSES = 16
@@ -69,7 +69,7 @@ def timed(fn, *args) -> float:
 
 
 def end_to_end(model, images: int, batch_size: int) -> float:
-    from invfast import analysis
+    from invfast.neurons import analysis
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ckpt.pt"

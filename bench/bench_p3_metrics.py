@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from invfast import metrics
+from invfast.learning import metrics
 
 BATCH = 32
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invfast import ops
+from invfast import kernels as ops
 
 SHAPE = (256, 65536)
 GROUPS = 2
@@ -201,7 +201,7 @@ _STREAMING_RUN = textwrap.dedent(
     import json, sys
     import torch
     from torch import nn
-    from invfast.invariance import InvarianceAccumulator
+    from invfast.neurons.invariance import InvarianceAccumulator
 
     images, batch = int(sys.argv[1]), 100
     torch.manual_seed(0)

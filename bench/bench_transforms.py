@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from invfast import transforms
+from invfast.core import transforms
 
 SHAPE = (256, 3, 64, 64)
 BLUR_SIGMA = 2.0

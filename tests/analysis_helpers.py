@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from invfast import checkpoint, models
+from invfast.core import checkpoint, models
 
 DATA_OPTIONS = {"image_size": 16, "synthetic_classes": 4, "synthetic_per_class": 12}
 SEEN = [0, 2]

@@ -15,7 +15,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _cuda_available() -> bool:
-    from invfast import backends
+    from invfast.kernels import backends
 
     return backends.cuda_device_count()[0] > 0
 
@@ -23,7 +23,7 @@ def _cuda_available() -> bool:
 def pytest_collection_modifyitems(config, items):
     if _cuda_available():
         return
-    from invfast import backends
+    from invfast.kernels import backends
 
     reason = backends.cuda_device_count()[1]
     skip = pytest.mark.skip(reason=f"requires_cuda: {reason}")

@@ -44,7 +44,7 @@ class LinearModel(nn.Module):
 def weight_tied(group, classes=6, size=6, seed=0, logit_scale=20.0):
     """An untrained MLP5WeightTied with logits scaled up so invariance errors are not
     trivially small."""
-    from invfast.models.weight_tied import MLP5WeightTied
+    from invfast.core.models.weight_tied import MLP5WeightTied
 
     torch.manual_seed(seed)
     model = MLP5WeightTied(classes, 1, size, group=group, hidden=32)

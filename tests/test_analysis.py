@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from analysis_helpers import SEEN, tiny_checkpoint
-from invfast import analysis, checkpoint, data, transforms
+from invfast.core import checkpoint, data, transforms
+from invfast.neurons import analysis
 
 
 @pytest.fixture(scope="module")

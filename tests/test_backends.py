@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import invfast
-from invfast import backends, ops
+from invfast import kernels as ops
 from invfast.cli import main
+from invfast.kernels import backends
 
 
 def test_cpu_backend_is_built():
@@ -72,8 +73,8 @@ def test_cuda_launches_match_the_compiled_signatures(monkeypatch):
     compiled = backends.cuda_module()
     if compiled is None:
         pytest.skip("the CUDA module is not built here")
-    from invfast import ops
-    from invfast.ops import _kernels
+    from invfast import kernels as ops
+    from invfast.kernels import _launch as _kernels
 
     calls: dict[str, tuple] = {}
 
@@ -114,7 +115,8 @@ def test_cuda_launches_match_the_compiled_signatures(monkeypatch):
 
 _AVX2_CHECK = """
 import torch
-from invfast import ops, transforms
+from invfast import kernels as ops
+from invfast.core import transforms
 assert "AVX512" not in torch.backends.cpu.get_cpu_capability()  # the loader sees no AVX-512
 g = torch.Generator().manual_seed(0)
 cases = [(37, 9, None), (200, 17, torch.linspace(0, 1, 30)),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invfast import checkpoint, models
+from invfast.core import checkpoint, models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from analysis_helpers import tiny_checkpoint
-from invfast import checkpoint, cli
+from invfast import cli
+from invfast.core import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_compare(ckpt_path, tmp_path, capsys):
     # a second checkpoint with more seen-transformed categories
     other = tiny_checkpoint(tmp_path / "c2.pt", seed=1)
     ckpt = torch.load(other, weights_only=True)
-    from invfast import checkpoint
+    from invfast.core import checkpoint
 
     checkpoint.save(tmp_path / "c3.pt", arch="convnet-small", state_dict=ckpt["state_dict"],
                     num_classes=4, in_channels=3, image_size=16,

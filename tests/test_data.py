@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from invfast import data
-from invfast.data import _download
+from invfast.core import data
+from invfast.core.data import _download
 
 # ---- helpers: write IDX files ---------------------------------------------------------
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invfast import drift, metrics
+from invfast.learning import drift, metrics
 from p3_helpers import TinyMLP, chunks, labels, weight_tied
 
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invfast import groups
+from invfast.core import groups
 
 GROUPS = [groups.R4, groups.T3]
 

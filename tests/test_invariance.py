@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from helpers import activations
-from invfast import ops
-from invfast.invariance import GoodfellowStreaming, InvarianceAccumulator
+from invfast import kernels as ops
+from invfast.neurons.invariance import GoodfellowStreaming, InvarianceAccumulator
 
 
 def mlp() -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invfast import itn
+from invfast.screening import itn
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

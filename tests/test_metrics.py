@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from invfast import groups, metrics
+from invfast.core import groups
+from invfast.learning import metrics
 from p3_helpers import LinearModel, TinyMLP, chunks, images, labels, weight_tied
 
 GROUPS = [groups.R4, groups.T3]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from invfast import models
+from invfast.core import models
 
 SMALLEST = {"alexnet-p1": 64, "resnet18": 32, "googlenet": 32, "mlp5": 1, "convnet-small": 16}
 # (arch, in_channels): alexnet-p1 (58M parameters) is exercised once, with 3 channels

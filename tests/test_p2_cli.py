@@ -7,7 +7,11 @@ import json
 import pytest
 import torch
 
-from invfast import checkpoint, cli, data, itn, screening, training, transforms
+from invfast import cli
+from invfast.core import checkpoint, data, transforms
+from invfast.neurons import training
+from invfast.screening import itn
+from invfast.screening import sensitivity as screening
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

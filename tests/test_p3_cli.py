@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from invfast import checkpoint, cli, data, metrics
-from invfast.p3_training import checkpoint_eval_data, checkpoint_preprocess
+from invfast import cli
+from invfast.core import checkpoint, data
+from invfast.learning import metrics
+from invfast.learning.training import checkpoint_eval_data, checkpoint_preprocess
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -218,7 +220,7 @@ def test_bad_input_exits_2(runs, capsys, tmp_path):
     _fails(["metrics", str(corrupt)], capsys, "corrupt")
     _fails(["metrics", da, "--group", "Z9"], capsys, "group must be one of")
     _fails(["saliency", da, "--group", "Z9", "--out", str(tmp_path / "s")], capsys, "group")
-    from invfast import models
+    from invfast.core import models
 
     odd = tmp_path / "odd.pt"  # a 28-px model: T3 needs a width divisible by 3
     checkpoint.save(odd, arch="mlp5", state_dict=models.build("mlp5", 3, 1, 28).state_dict(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invfast import p3_data
+from invfast.learning import data as p3_data
 
 
 def mnist_like(n=40, seed=0):

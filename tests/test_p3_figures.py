@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from invfast import drift, metrics, p3_figures
+from invfast.learning import drift, metrics
+from invfast.learning import figures as p3_figures
 from p3_helpers import images, labels, weight_tied
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

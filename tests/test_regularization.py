@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invfast import groups, metrics, regularization
+from invfast.core import groups
+from invfast.learning import metrics, regularization
 from p3_helpers import TinyMLP, images, labels, weight_tied
 
 # --------------------------------------------------------------- invariance errors

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from invfast import report
+from invfast.neurons import report
 
 
 def test_write_folder_is_atomic(tmp_path):

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import ACTIVATION_DTYPES, activations, dtypes, layouts, maybe_strided
-from invfast import ops, reference
+from invfast import kernels as ops
+from invfast.kernels import reference
 
 CPU_BACKENDS = ["reference", "cpu"]
 
@@ -54,7 +55,7 @@ def test_neuron_max_known_values_and_accumulates():
 
 
 def test_neuron_max_default_backend_is_cpu_kernel():
-    from invfast import backends
+    from invfast.kernels import backends
 
     assert backends.default_backend("cpu") == "cpu"
 

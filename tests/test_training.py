@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import invfast
-from invfast import checkpoint, cli, data, models, training, transforms
+from invfast import cli
+from invfast.core import checkpoint, data, models, transforms
+from invfast.neurons import training
 
 TINY_DATA = [
     "--synthetic-classes", "6", "--synthetic-per-class", "20", "--image-size", "16",
@@ -165,7 +167,7 @@ def test_recipes_are_the_documented_defaults():
         "sgd", 1e-4, 0.9, 5e-4,
     )  # fmt: skip
     assert (alexnet.batch_size, alexnet.epochs) == (32, 45)  # P1 Appendix B
-    from invfast.commands import train as train_command
+    from invfast.cli import train as train_command
 
     lines = {
         line.split()[0]: line for line in train_command.RECIPES.splitlines() if line[:2] == "  "

@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invfast import backends, transforms
-from invfast.reference import transforms as ref
+from invfast.core import transforms
+from invfast.kernels import backends
+from invfast.kernels.reference import transforms as ref
 
 P1 = ["grayscale", "hue180", "blur", "highpass", "hfilter", "vfilter", "invert", "noise",
       "saltpepper", "rot90", "rot180", "thin"]  # fmt: skip

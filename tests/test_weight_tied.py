@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invfast import groups
-from invfast.models.weight_tied import MLP5WeightTied
+from invfast.core import groups
+from invfast.core.models.weight_tied import MLP5WeightTied
 
 
 @pytest.mark.parametrize("group", ["R4", "T3"])

@@ -1,1 +1,0 @@
-"""Subcommands of the ``invfast`` command line (see ``invfast.cli``)."""
