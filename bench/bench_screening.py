@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from invfast.screening import sensitivity as screening
+from invfast import screening
 
 IMAGES, BATCH, SIZE = 128, 32, 24
 MAGNITUDES = [float(m) for m in range(0, 100, 10)]  # 10 magnitudes + the clean images

@@ -183,3 +183,57 @@ def test_non_finite_weights_are_refused(tmp_path, good):
     ckpt["state_dict_sha256"] = checkpoint.state_dict_sha256(ckpt["state_dict"])
     with pytest.raises(ValueError, match="not finite"):
         checkpoint.load(_write_dict(tmp_path / "nan.pt", ckpt))
+
+
+# ------------------------------------------------------------ checkpoint → data → input
+
+
+@pytest.mark.parametrize(
+    "standardize",
+    ["per-image", {"mean": [101.3, 77.0, 12.5], "std": [30.7, 3.1, 64.0]}],
+    ids=["per-image", "fixed"],
+)
+def test_preprocess_is_the_kernels_arithmetic_bit_for_bit(tmp_path, standardize):
+    from invfast import kernels
+    from invfast.kernels import reference
+
+    path = make_checkpoint(tmp_path / "c.pt", standardize=standardize)
+    ckpt = checkpoint.load(path)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (5, 3, 16, 16), generator=gen, dtype=torch.uint8)
+    got = checkpoint.preprocess(ckpt)(x)
+    spec = checkpoint.standardization(ckpt)
+    if not isinstance(spec, str):
+        spec = (torch.tensor(spec[0]), torch.tensor(spec[1]))
+    for backend in ("cpu", "reference"):
+        want = kernels.image_transform(x, "identity", {}, standardize=spec, backend=backend)
+        assert torch.equal(got, want), backend
+    if not isinstance(spec, str):  # (x − mean) · float32(1 / std), not (x − mean) / std
+        inv = (1.0 / spec[1].double()).float().view(1, 3, 1, 1)
+        assert torch.equal(got, (x.float() - spec[0].view(1, 3, 1, 1)) * inv)
+    assert torch.equal(got, reference.image_transform(x, "identity", {}, standardize=spec))
+
+
+def test_evaluation_data_reproduces_the_recorded_protocol(tmp_path):
+    recipe = {"spec": "synthetic", "options": {"image_size": 12, "synthetic_classes": 5,
+              "synthetic_per_class": 6, "pad_to": 16, "leave_out": [2]}}  # fmt: skip
+    path = make_checkpoint(tmp_path / "c.pt", data=recipe)
+    dataset, images = checkpoint.evaluation_data(checkpoint.load(path))
+    assert dataset.options["pad_to"] == 16 and dataset.options["leave_out"] == [2]
+    assert images.image_size == 16 and dataset.num_classes == 4
+    assert set(images.labels.tolist()) == {0, 1, 2, 3}
+    assert int(images.images[:, :, :2].amax()) == 0  # the zero frame of the padding
+    # an old P3 checkpoint recorded the protocol outside the data options
+    legacy = {"spec": "synthetic", "options": {"image_size": 12, "synthetic_classes": 5,
+              "synthetic_per_class": 6}}  # fmt: skip
+    old = make_checkpoint(tmp_path / "old.pt", data=legacy,
+                          extra={"p3": {"protocol": True, "left_out": [2]}})  # fmt: skip
+    _, again = checkpoint.evaluation_data(checkpoint.load(old))
+    assert torch.equal(again.images, images.images) and torch.equal(again.labels, images.labels)
+
+
+def test_evaluation_data_refuses_images_the_model_cannot_take(tmp_path):
+    recipe = {"spec": "synthetic", "options": {"image_size": 20}}
+    path = make_checkpoint(tmp_path / "c.pt", data=recipe)
+    with pytest.raises(ValueError, match="classifier takes 3×16×16"):
+        checkpoint.evaluation_data(checkpoint.load(path))

@@ -72,7 +72,7 @@ BAD = {
     "unknown layer": (lambda c, t: [c, "--layers", "features.nope"], "features.relu1"),
     "negative layer": (lambda c, t: [c, "--layers", "features.conv1"], "features.conv1"),
     "class count": (lambda c, t: [c, "--synthetic-classes", "3"], "3 classes"),
-    "image shape": (lambda c, t: [c, "--image-size", "20"], "expects 3×16×16"),
+    "image shape": (lambda c, t: [c, "--image-size", "20"], "classifier takes 3×16×16"),
     "cuda": (lambda c, t: [c, "--device", "cuda"], "cuda"),
     "tau not in grid": (lambda c, t: [c, "--tau", "0.33"], "grid"),
     "bad taus": (lambda c, t: [c, "--taus", "1:0:0.1"], "--taus"),

@@ -7,11 +7,10 @@ import json
 import pytest
 import torch
 
-from invfast import cli
+from invfast import cli, screening
 from invfast.core import checkpoint, data, transforms
 from invfast.neurons import training
 from invfast.screening import itn
-from invfast.screening import sensitivity as screening
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

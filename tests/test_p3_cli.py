@@ -13,7 +13,6 @@ import torch
 from invfast import cli
 from invfast.core import checkpoint, data
 from invfast.learning import metrics
-from invfast.learning.training import checkpoint_eval_data, checkpoint_preprocess
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -119,10 +118,10 @@ def test_metrics_table_json_and_exact_invariance(runs, capsys):
     assert da["SI"]["n_images"] == 4 and da["sigma_max"]["n_images"] == 4
     # The command reports what the library computes on the checkpoint's own test data.
     ckpt = checkpoint.load(runs["da"])
-    images = checkpoint_eval_data(ckpt)
+    _, images = checkpoint.evaluation_data(ckpt)
     direct = metrics.orbit_metrics(
         checkpoint.build_model(ckpt), data.loader(images, 50), "R4",
-        preprocess=checkpoint_preprocess(ckpt),
+        preprocess=checkpoint.preprocess(ckpt),
     )  # fmt: skip
     assert da["accuracy"]["value"] == pytest.approx(direct["accuracy"].value, abs=1e-12)
     assert da["LI"]["value"] == pytest.approx(direct["LI"].value, rel=1e-6)

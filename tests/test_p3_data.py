@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from invfast.core import checkpoint
 from invfast.learning import data as p3_data
 
 
@@ -64,11 +65,11 @@ def test_standardization_from_training_statistics():
     assert std[0] == pytest.approx(float(flat.std(unbiased=False)), rel=1e-10)
     one_chunk = p3_data.channel_stats(images, chunk=1000)
     assert one_chunk[0] == pytest.approx(mean) and one_chunk[1] == pytest.approx(std)
-    standardized = p3_data.standardizer(mean, std)(images)
+    standardized = checkpoint.standardizer((mean, std))(images)
     assert float(standardized.mean()) == pytest.approx(0.0, abs=1e-5)
     assert float(standardized.std(unbiased=False)) == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(ValueError, match="std > 0"):
-        p3_data.standardizer([0.0], [0.0])
+        checkpoint.standardizer(([0.0], [0.0]))
 
 
 def test_recipe_defaults_are_p3s():

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from invfast.screening import sensitivity as screening
+from invfast import screening
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

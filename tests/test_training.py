@@ -17,7 +17,7 @@ import torch
 import invfast
 from invfast import cli
 from invfast.core import checkpoint, data, models, transforms
-from invfast.neurons import training
+from invfast.neurons import calibration, paradigm, training
 
 TINY_DATA = [
     "--synthetic-classes", "6", "--synthetic-per-class", "20", "--image-size", "16",
@@ -37,24 +37,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     [("all", 20), ("0", 0), ("5", 5), (7, 7), ("0.25", 5), ("1.0", 20), ("0.5", 10), (0.0, 0)],
 )
 def test_parse_seen_transformed(value, expected):
-    assert training.parse_seen_transformed(value, 20) == expected
+    assert paradigm.parse_seen_transformed(value, 20) == expected
 
 
 @pytest.mark.parametrize("value", ["21", "-1", "1.5", "some", "-0.1"])
 def test_parse_seen_transformed_rejects(value):
     with pytest.raises(ValueError, match="seen_transformed"):
-        training.parse_seen_transformed(value, 20)
+        paradigm.parse_seen_transformed(value, 20)
 
 
 def test_seen_categories_are_nested_and_seeded():
-    sets = [set(training.seen_transformed_classes(16, n, seed=3)) for n in range(17)]
+    sets = [set(paradigm.seen_transformed_classes(16, n, seed=3)) for n in range(17)]
     assert all(len(s) == n for n, s in enumerate(sets))
     assert all(a < b for a, b in itertools.pairwise(sets))  # nested as N grows
     assert sets[16] == set(range(16))
-    assert training.seen_transformed_classes(16, 5, 3) == training.seen_transformed_classes(
+    assert paradigm.seen_transformed_classes(16, 5, 3) == paradigm.seen_transformed_classes(
         16, 5, 3
     )
-    others = {tuple(training.seen_transformed_classes(16, 5, s)) for s in range(6)}
+    others = {tuple(paradigm.seen_transformed_classes(16, 5, s)) for s in range(6)}
     assert len(others) > 1
 
 
@@ -64,7 +64,7 @@ def test_paradigm_mask_transforms_exactly_seen_categories_at_half_rate():
     ids = torch.arange(len(labels)) * 7 + 3
     seen = torch.zeros(num_classes, dtype=torch.bool)
     seen[[1, 4, 5]] = True
-    mask = training.paradigm_mask(labels, ids, seen, seed=0, epoch=0)
+    mask = paradigm.paradigm_mask(labels, ids, seen, seed=0, epoch=0)
     assert not mask[~seen[labels]].any()
     n_seen = int(seen[labels].sum())
     rate = mask.sum().item() / n_seen
@@ -74,15 +74,15 @@ def test_paradigm_mask_transforms_exactly_seen_categories_at_half_rate():
         assert abs(per - 0.5) < 4 * math.sqrt(0.25 / per_class)
     # a pure function of (seed, epoch, id): batch order does not matter
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    shuffled = training.paradigm_mask(labels[order], ids[order], seen, seed=0, epoch=0)
+    shuffled = paradigm.paradigm_mask(labels[order], ids[order], seen, seed=0, epoch=0)
     assert torch.equal(shuffled, mask[order])
     # new draws each epoch and each seed, independent of the previous ones
-    other_epoch = training.paradigm_mask(labels, ids, seen, seed=0, epoch=1)
-    other_seed = training.paradigm_mask(labels, ids, seen, seed=1, epoch=0)
+    other_epoch = paradigm.paradigm_mask(labels, ids, seen, seed=0, epoch=1)
+    other_seed = paradigm.paradigm_mask(labels, ids, seen, seed=1, epoch=0)
     for other in (other_epoch, other_seed):
         both = (other & mask).sum().item() / n_seen
         assert abs(both - 0.25) < 4 * math.sqrt(0.25 * 0.75 / n_seen)
-    quarter = training.paradigm_mask(labels, ids, seen, seed=0, epoch=0, probability=0.25)
+    quarter = paradigm.paradigm_mask(labels, ids, seen, seed=0, epoch=0, probability=0.25)
     assert abs(quarter.sum().item() / n_seen - 0.25) < 0.02
     assert not (quarter & ~mask).any()  # p = 0.25 draws are a subset of p = 0.5 draws
 
@@ -103,7 +103,7 @@ def test_within_across_and_seen_unseen_confusion():
     clean = torch.diag(torch.tensor([10, 9, 10, 7])) + torch.tensor(
         [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0], [3, 0, 0, 0]]
     )
-    m = training.paradigm_metrics(clean, transformed, seen=[0, 1])
+    m = paradigm.paradigm_metrics(clean, transformed, seen=[0, 1])
     assert m["within_accuracy"] == pytest.approx(14 / 20)
     assert m["across_accuracy"] == pytest.approx(9 / 20)
     assert m["transformed_accuracy"] == pytest.approx(23 / 40)
@@ -116,12 +116,12 @@ def test_within_across_and_seen_unseen_confusion():
     q = fig6["quadrants"]
     assert (q["I_unseen_as_seen"], q["II_seen_as_seen"]) == (55.0, 85.0)
     assert (q["III_seen_as_unseen"], q["IV_unseen_as_unseen"]) == (15.0, 45.0)
-    none_seen = training.paradigm_metrics(clean, transformed, seen=[])
+    none_seen = paradigm.paradigm_metrics(clean, transformed, seen=[])
     assert none_seen["within_accuracy"] is None
     assert none_seen["across_accuracy"] == pytest.approx(23 / 40)
     assert none_seen["seen_unseen"]["percent"][0] == [None, None]
     assert (
-        training.paradigm_metrics(clean, transformed, seen=[0, 1, 2, 3])["across_accuracy"] is None
+        paradigm.paradigm_metrics(clean, transformed, seen=[0, 1, 2, 3])["across_accuracy"] is None
     )
 
 
@@ -129,7 +129,7 @@ def test_confusion_matrix_counts():
     predictions = torch.tensor([0, 2, 2, 1, 0])
     labels = torch.tensor([0, 2, 1, 1, 2])
     expected = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 0, 1]])
-    assert torch.equal(training.confusion_matrix(predictions, labels, 3), expected)
+    assert torch.equal(paradigm.confusion_matrix(predictions, labels, 3), expected)
 
 
 def test_sharded_evaluation_sums_to_the_whole():
@@ -242,7 +242,7 @@ def test_one_epoch_train_writes_loadable_checkpoint(trained):
     assert code == 0
     ckpt = checkpoint.load(out / "ckpt.pt")
     assert torch.load(out / "ckpt.pt", weights_only=True)["arch"]["name"] == "convnet-small"
-    assert ckpt["seen_transformed"] == training.seen_transformed_classes(6, 3, seed=2)
+    assert ckpt["seen_transformed"] == paradigm.seen_transformed_classes(6, 3, seed=2)
     assert ckpt["transform"] == {"name": "blur", "params": {"sigma": 1.5}}
     assert ckpt["data"]["spec"] == "synthetic" and ckpt["seed"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
@@ -266,7 +266,7 @@ def test_training_transforms_only_seen_categories_at_half_rate(trained):
     ckpt = checkpoint.load(out / "ckpt.pt")
     ds = data.load(ckpt["data"]["spec"], **ckpt["data"]["options"])
     label_of = dict(zip(ds.train.ids.tolist(), ds.train.labels.tolist(), strict=True))
-    train_seed = training.transform_seed(2, 0)
+    train_seed = paradigm.transform_seed(2, 0)
     train_calls = [c for c in calls if c.get("seed") == train_seed]
     assert train_calls
     applied, total = 0, 0
@@ -308,18 +308,18 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
 def test_calibrate_stops_at_the_first_strength_below_target(trained, tmp_path, capsys):
     out, _, _ = trained
     ckpt = checkpoint.load(out / "ckpt.pt")
-    report = training.calibrate(ckpt, "blur", target=0.99, step=0.5, log=lambda _m: None)
+    report = calibration.calibrate(ckpt, "blur", target=0.99, step=0.5, log=lambda _m: None)
     assert report["chosen"] == 0.5 and len(report["sweep"]) == 1
-    report = training.calibrate(
+    report = calibration.calibrate(
         ckpt, "blur", target=0.2, step=2.0, max_steps=3, log=lambda _m: None
     )
     accuracies = [row["accuracy"] for row in report["sweep"]]
     assert all(a >= 0.2 for a in accuracies[:-1])
     assert report["chosen"] is None or accuracies[-1] < 0.2
     with pytest.raises(ValueError, match="at or below chance"):
-        training.calibrate(ckpt, "blur", target=0.1)
+        calibration.calibrate(ckpt, "blur", target=0.1)
     with pytest.raises(ValueError, match="no default strength"):
-        training.calibrate(ckpt, "identity")
+        calibration.calibrate(ckpt, "identity")
     code = cli.main(["calibrate", "--checkpoint", str(out / "ckpt.pt"), "--transform", "blur",
                      "--target", "0.99", "--json", str(tmp_path / "c.json")])  # fmt: skip
     assert code == 0

@@ -157,14 +157,16 @@ def config_from_args(args: argparse.Namespace, command: str | None = None):
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from invfast.core.runtime.outputs import check_output_folder
     from invfast.neurons import analysis, report
 
-    report.check_destination(args.out, args.overwrite)  # refuse before any work
+    inputs = [args.checkpoint]
+    check_output_folder(args.out, overwrite=args.overwrite, inputs=inputs)  # before any work
     command = shlex.join(["invfast", *getattr(args, "_argv", sys.argv[1:])])
     result = analysis.analyze(config_from_args(args, command))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    out = report.write_report(result, args.out, overwrite=args.overwrite)
+    out = report.write_report(result, args.out, overwrite=args.overwrite, inputs=inputs)
     print(report.format_table(result.report))
     print(f"report written to {out}/")
     return 0

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from invfast.core import checkpoint
-    from invfast.neurons import training
+    from invfast.core.runtime.outputs import write_json
+    from invfast.neurons import calibration, training
 
     if args.checkpoint is None and args.arch is None:
         raise ValueError("calibrate: give --arch (to train a model) or --checkpoint")
@@ -80,14 +81,14 @@ def run(args: argparse.Namespace) -> int:
             result = training.train(config, command=shlex.join(["invfast", *sys.argv[1:]]))
             path = result.checkpoint
         ckpt = checkpoint.load(path)
-        report = training.calibrate(
+        report = calibration.calibrate(
             ckpt, args.transform, parameter=args.parameter, step=args.step, start=args.start,
             target=args.target, max_steps=args.max_steps, device=args.device,
             batch_size=args.eval_batch_size, cache_dir=args.cache_dir,
             fixed_params=_options.parse_pairs(args.param, "--param"),
         )  # fmt: skip
     if args.json:
-        training.write_json_atomic(Path(args.json), report)
+        write_json(Path(args.json), report)
     if report["chosen"] is None:
         last = report["sweep"][-1]
         raise ValueError(

@@ -25,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from invfast.core.runtime.outputs import check_output_folder
     from invfast.neurons import report
 
-    report.check_destination(args.out, args.overwrite)
     reports = [report.load_report(folder) for folder in args.reports]
+    check_output_folder(args.out, overwrite=args.overwrite, inputs=args.reports)
     out, rows = report.write_compare(
         reports, args.reports, args.out, layer=args.layer, overwrite=args.overwrite,
         command=shlex.join(["invfast", *getattr(args, "_argv", sys.argv[1:])]),

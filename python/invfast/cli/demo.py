@@ -73,9 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from invfast.core.runtime.outputs import check_output_folder, output_folder
     from invfast.neurons import analysis, report, training
 
-    out = report.check_destination(args.out, args.overwrite)
+    out = check_output_folder(args.out, overwrite=args.overwrite)
     try:
         counts = [int(v) for v in args.seen.split(",")]
     except ValueError:
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         report.write_compare_files(folder, rows, names, command)
         print(report.format_compare(rows))
 
-    report.write_folder(out, fill, overwrite=args.overwrite)
+    with output_folder(out, overwrite=args.overwrite) as folder:
+        fill(folder)
     seconds = time.perf_counter() - start
     print(f"[demo] done in {seconds:.0f} s; comparison: {out}/compare.png, reports: "
           f"{out}/seen-*/seed-*/report/")  # fmt: skip

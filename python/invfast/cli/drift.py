@@ -46,10 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from invfast.core import checkpoint, data
+    from invfast.core.runtime.device import resolve_device
     from invfast.learning import drift
     from invfast.learning import figures as p3_figures
-    from invfast.learning.training import checkpoint_eval_data, checkpoint_preprocess
-    from invfast.neurons.training import resolve_device
 
     _p3.positive("--batch-size", args.batch_size)
     _p3.positive("--max-images", args.max_images)
@@ -64,13 +63,16 @@ def run(args: argparse.Namespace) -> int:
     for (path, ckpt), label, group in zip(loaded, labels, groups, strict=True):
         if label in curves:  # seeds of one configuration: one curve each
             label = f"{label} (seed {ckpt['seed']})"
-        d1 = checkpoint_eval_data(ckpt, spec=args.data, split=args.split,
-                                  cache_dir=args.cache_dir)  # fmt: skip
-        d2 = checkpoint_eval_data(ckpt, spec=args.to, split=args.split, cache_dir=args.cache_dir)
+        _, d1 = checkpoint.evaluation_data(
+            ckpt, spec=args.data, split=args.split, cache_dir=args.cache_dir
+        )
+        _, d2 = checkpoint.evaluation_data(
+            ckpt, spec=args.to, split=args.split, cache_dir=args.cache_dir
+        )
         model = checkpoint.build_model(ckpt).to(device)
         curve = drift.drift_curve(
             model, data.loader(d1, args.batch_size), data.loader(d2, args.batch_size), group,
-            betas, preprocess=checkpoint_preprocess(ckpt), max_images=args.max_images,
+            betas, preprocess=checkpoint.preprocess(ckpt), max_images=args.max_images,
             device=device,
         )  # fmt: skip
         curves[label] = curve

@@ -69,14 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, device) -> dict:
     from invfast.core import checkpoint, data
     from invfast.learning import metrics
-    from invfast.learning.training import checkpoint_eval_data, checkpoint_preprocess
 
     group = _p3.group_of(ckpt, args.group, path)
     model = checkpoint.build_model(ckpt).to(device)
-    images = checkpoint_eval_data(ckpt, spec=args.data, split=args.split,
-                                  cache_dir=args.cache_dir)  # fmt: skip
+    _, images = checkpoint.evaluation_data(
+        ckpt, spec=args.data, split=args.split, cache_dir=args.cache_dir
+    )
     batches = data.loader(images, args.batch_size)
-    common = {"preprocess": checkpoint_preprocess(ckpt), "device": device}
+    common = {"preprocess": checkpoint.preprocess(ckpt), "device": device}
     results = metrics.orbit_metrics(model, batches, group, max_images=args.max_images, **common)
     results["SI"] = metrics.saliency_invariance(
         model, batches, group, max_images=args.si_images, steps=args.steps, **common
@@ -138,7 +138,7 @@ def format_table(configs: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invfast.neurons.training import resolve_device
+    from invfast.core.runtime.device import resolve_device
 
     for name in ("batch_size", "max_images", "si_images", "sigma_images", "steps"):
         _p3.positive(f"--{name.replace('_', '-')}", getattr(args, name))

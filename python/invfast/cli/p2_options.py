@@ -47,10 +47,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, default: str | None) -
 def load_checkpoint(args: argparse.Namespace):
     """(checkpoint dict, model on the device, device)."""
     from invfast.core import checkpoint
-    from invfast.neurons import training
+    from invfast.core.runtime.device import resolve_device
 
     ckpt = checkpoint.load(args.checkpoint)
-    device = training.resolve_device(args.device)
+    device = resolve_device(args.device)
     model = checkpoint.build_model(ckpt).to(device)
     return ckpt, model, device
 
@@ -58,43 +58,22 @@ def load_checkpoint(args: argparse.Namespace):
 def load_dataset(ckpt: dict, args: argparse.Namespace):
     """The checkpoint's dataset (or --data), with any data flag overriding its options;
     checked against the classifier's input (channels, size, classes)."""
-    from invfast.core import data
+    from invfast.core import checkpoint
 
     overrides = {k: getattr(args, k) for k in _DATA_FLAGS if getattr(args, k) is not None}
-    if args.data is None:
-        recorded = ckpt.get("data")
-        if recorded is None:
-            raise ValueError("the checkpoint does not record its dataset; pass --data")
-        spec, options = recorded["spec"], {**recorded["options"], **overrides}
-    else:
-        spec = args.data
-        options = {
-            "image_size": ckpt["input"]["image_size"],
-            "channels": ckpt["input"]["channels"],
-            **overrides,
-        }
     synthetic_flags = {"synthetic_classes", "synthetic_per_class"} & set(overrides)
-    if spec != "synthetic" and synthetic_flags:
+    spec = args.data or (ckpt.get("data") or {}).get("spec")
+    if spec is not None and spec != "synthetic" and synthetic_flags:
         raise ValueError("--synthetic-classes / --synthetic-per-class need synthetic data")
-    dataset = data.load(spec, cache_dir=args.cache_dir, **options)
-    arch = ckpt["arch"]
-    if dataset.channels != arch["in_channels"] or dataset.image_size != arch["image_size"]:
-        raise ValueError(
-            f"data {spec}: {dataset.channels}×{dataset.image_size}×{dataset.image_size} images, "
-            f"but the classifier takes {arch['in_channels']}×{arch['image_size']}×"
-            f"{arch['image_size']} (set --channels / --image-size)"
-        )
-    if dataset.num_classes > arch["num_classes"]:
-        raise ValueError(
-            f"data {spec}: {dataset.num_classes} classes, but the classifier has "
-            f"{arch['num_classes']}"
-        )
+    dataset, _ = checkpoint.evaluation_data(
+        ckpt, spec=args.data, overrides=overrides, cache_dir=args.cache_dir
+    )
     return dataset
 
 
 def prepare_output(args: argparse.Namespace):
     """--out checked with ``invfast train``'s rule (refused when it exists, unless
     --overwrite); nothing is created here."""
-    from invfast.neurons import training
+    from invfast.core.runtime.outputs import check_output_folder
 
-    return training.prepare_output(args.out, args.overwrite)
+    return check_output_folder(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])

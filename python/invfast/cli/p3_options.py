@@ -101,9 +101,9 @@ def prepare_out_file(out: str, overwrite: bool) -> Path:
 
 
 def prepare_out_dir(out: str, overwrite: bool) -> Path:
-    from invfast.neurons.training import prepare_output
+    from invfast.core.runtime.outputs import check_output_folder
 
-    return prepare_output(out, overwrite)
+    return check_output_folder(out, overwrite=overwrite)
 
 
 def finite(value: object) -> object:
@@ -118,7 +118,6 @@ def finite(value: object) -> object:
 
 
 def write_json(path: Path, payload: Mapping) -> None:
-    from invfast.neurons.training import write_json_atomic
+    from invfast.core.runtime import outputs
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, finite(payload))
+    outputs.write_json(path, payload)

@@ -57,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from invfast.core import checkpoint
+    from invfast.core.runtime.device import resolve_device
     from invfast.learning import figures as p3_figures
     from invfast.learning import metrics
-    from invfast.learning.training import checkpoint_eval_data, checkpoint_preprocess
-    from invfast.neurons.training import resolve_device
 
     _p3.positive("--n", args.n)
     _p3.positive("--steps", args.steps)
@@ -70,14 +69,15 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ckpt = _p3.load_checkpoint(args.checkpoint)
     group = _p3.group_of(ckpt, args.group, args.checkpoint)
-    images = checkpoint_eval_data(ckpt, spec=args.data, split=args.split,
-                                  cache_dir=args.cache_dir)  # fmt: skip
+    _, images = checkpoint.evaluation_data(
+        ckpt, spec=args.data, split=args.split, cache_dir=args.cache_dir
+    )
     stop = min(args.start + args.n, len(images))
     if args.start >= stop:
         raise ValueError(f"--start {args.start}: the {args.split} split has {len(images)} images")
     batch = images.__getitems__(list(range(args.start, stop)))
     model = checkpoint.build_model(ckpt).to(device)
-    x = checkpoint_preprocess(ckpt)(batch.images.to(device))
+    x = checkpoint.preprocess(ckpt)(batch.images.to(device))
     labels = batch.labels.to(device)
     with torch.no_grad():
         predicted = model(x).argmax(dim=1)

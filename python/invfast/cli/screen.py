@@ -83,8 +83,8 @@ def parse_classes(text: str | None, per_class: bool, num_classes: int):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from invfast import screening
     from invfast.core import checkpoint, data
-    from invfast.screening import sensitivity as screening
 
     # Every argument is checked before anything is computed or written.
     spec = screening.screened_transform(args.transform)

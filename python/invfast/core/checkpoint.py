@@ -23,15 +23,19 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from invfast._version import __version__
+from invfast.core import data as data_
+from invfast.core import models, transforms
+from invfast.core.runtime.device import resolve_device
+from invfast.core.runtime.outputs import atomic_path
 
 FORMAT = "invfast-checkpoint"
 FORMAT_VERSION = 1
@@ -119,16 +123,10 @@ def save(
     _plain(ckpt, "checkpoint")
     _validate(ckpt, "checkpoint to save")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(ckpt, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    # Saved through a file object: torch then names the archive's root "archive" rather
+    # than after the (random) temporary file name, so equal checkpoints are equal bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(ckpt, handle)
     return path
 
 
@@ -233,8 +231,6 @@ def standardization(ckpt: Mapping) -> str | tuple[list[float], list[float]]:
 
 def build_model(ckpt: Mapping) -> nn.Module:
     """The checkpoint's network with its weights, in eval mode, on the CPU."""
-    from invfast.core import models
-
     arch = ckpt["arch"]
     model = models.build(
         arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"],
@@ -259,4 +255,148 @@ def build_model(ckpt: Mapping) -> nn.Module:
     return model.eval()
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "build_model", "load", "save", "standardization"]
+def standardizer(standardize: str | tuple) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Raw images (uint8, or float in [0, 255]) → standardized float32 model input.
+
+    The images are clamped to [0, 255] and standardized by the fused identity transform,
+    the arithmetic that training, analysis and every evaluation use:
+    (x − float32(mean)) · float32(1 / std) for fixed per-channel statistics ``(mean,
+    std)``, tf's per-image rule for ``"per-image"`` (DESIGN §4).
+    """
+    if not isinstance(standardize, str):
+        mean, std = standardize
+        if len(mean) != len(std) or not len(mean) or not all(s > 0 for s in std):
+            raise ValueError(
+                "standardize: mean and std must have one entry per channel and std > 0, "
+                f"got {standardize!r}"
+            )
+        standardize = ([float(m) for m in mean], [float(s) for s in std])
+    identity = transforms.get("identity")
+    return lambda x: identity(x, standardize=standardize)
+
+
+def preprocess(ckpt: Mapping) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Raw images → this checkpoint's model input (:func:`standardizer` of its recorded
+    standardization)."""
+    return standardizer(standardization(ckpt))
+
+
+def data_recipe(ckpt: Mapping) -> tuple[str, dict] | None:
+    """(spec, options) that ``invfast.core.data.load`` takes to rebuild the checkpoint's
+    dataset as the model saw it, or None when the checkpoint records none.
+
+    Checkpoints of P3 runs written before the protocol became a data option record it in
+    ``extra["p3"]``; it is translated to ``pad_to`` / ``leave_out`` here.
+    """
+    recorded = ckpt.get("data")
+    if recorded is None:
+        return None
+    options = dict(recorded["options"])
+    legacy = ckpt.get("extra", {}).get("p3")
+    if isinstance(legacy, Mapping) and legacy.get("protocol") and "pad_to" not in options:
+        options["pad_to"] = int(ckpt["arch"]["image_size"])
+        if legacy.get("left_out"):
+            options["leave_out"] = [int(c) for c in legacy["left_out"]]
+    return recorded["spec"], options
+
+
+def evaluation_data(
+    ckpt: Mapping,
+    *,
+    spec: str | None = None,
+    overrides: Mapping | None = None,
+    split: str = "test",
+    cache_dir: str | None = None,
+) -> tuple[data_.Dataset, data_.ImageSet]:
+    """(dataset, images of ``split``) to evaluate the checkpoint on.
+
+    By default the checkpoint's own dataset (its recorded recipe); ``spec`` names another
+    source, brought to the model's input: the same image size, channels, padding and
+    left-out classes. ``overrides`` replace recipe options (``None`` values are ignored).
+    Refused when the images do not fit the model or hold more classes than it has.
+    """
+    recipe = data_recipe(ckpt)
+    arch = ckpt["arch"]
+    if spec is None and recipe is None:
+        raise ValueError("the checkpoint does not record its dataset; pass --data SPEC")
+    if spec is None or (recipe is not None and spec == recipe[0]):
+        spec, options = recipe
+    else:
+        options = {"channels": arch["in_channels"]}
+        if recipe is not None:
+            kept = ("pad_to", "leave_out", "image_size")
+            options.update({k: v for k, v in recipe[1].items() if k in kept})
+        if "pad_to" not in options:
+            options["image_size"] = arch["image_size"]
+    options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not spec.startswith("synthetic"):
+        options = {k: v for k, v in options.items() if not k.startswith("synthetic_")}
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    dataset = data_.load(spec, cache_dir=cache_dir, **options)
+    images = getattr(dataset, split)
+    if (dataset.channels, dataset.image_size) != (arch["in_channels"], arch["image_size"]):
+        raise ValueError(
+            f"data {spec}: {dataset.channels}×{dataset.image_size}×{dataset.image_size} "
+            f"images, but the classifier takes {arch['in_channels']}×{arch['image_size']}×"
+            f"{arch['image_size']} (set --channels / --image-size)"
+        )
+    if dataset.num_classes > arch["num_classes"]:
+        raise ValueError(
+            f"data {spec}: {dataset.num_classes} classes, but the classifier has "
+            f"{arch['num_classes']}"
+        )
+    if len(images) == 0:
+        raise ValueError(f"data {spec}: the {split} split is empty")
+    return dataset, images
+
+
+@dataclass
+class Evaluation:
+    """A checkpoint opened for evaluation: the model on its device, the images, and the
+    map from raw images to the model's input."""
+
+    path: Path
+    ckpt: dict
+    model: nn.Module
+    device: torch.device
+    dataset: data_.Dataset
+    images: data_.ImageSet
+    preprocess: Callable[[torch.Tensor], torch.Tensor]
+
+
+def open_evaluation(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "auto",
+    local_rank: int = 0,
+    spec: str | None = None,
+    overrides: Mapping | None = None,
+    split: str = "test",
+    cache_dir: str | None = None,
+) -> Evaluation:
+    """Load ``path``, build its model on ``device`` and its evaluation images: the one
+    path every command takes from a checkpoint to evaluation data and model input."""
+    ckpt = load(path)
+    dataset, images = evaluation_data(
+        ckpt, spec=spec, overrides=overrides, split=split, cache_dir=cache_dir
+    )
+    dev = resolve_device(device, local_rank)
+    model = build_model(ckpt).to(dev)
+    return Evaluation(Path(path), ckpt, model, dev, dataset, images, preprocess(ckpt))
+
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Evaluation",
+    "build_model",
+    "data_recipe",
+    "evaluation_data",
+    "load",
+    "open_evaluation",
+    "preprocess",
+    "save",
+    "standardization",
+    "standardizer",
+]

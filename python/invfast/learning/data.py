@@ -8,12 +8,13 @@ images standardized to zero mean and unit variance with statistics of the traini
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
 from invfast.core import groups as groups_
+from invfast.core.data.protocol import leave_classes_out, pad_images
 
 __all__ = [
     "P3_RECIPE",
@@ -21,7 +22,6 @@ __all__ = [
     "apply_protocol",
     "channel_stats",
     "default_leave_out",
-    "standardizer",
 ]
 
 # The defaults `invfast train --mode da|ir|wt` and `invfast metrics` use for P3 runs.
@@ -83,19 +83,8 @@ def apply_protocol(
     if size < max(height, width):
         raise ValueError(f"size must be at least the image size {height}×{width}, got {size}")
     dropped = tuple(sorted(set(default_leave_out(group) if leave_out is None else leave_out)))
-    labels = labels.to(torch.long)
-    keep = torch.ones_like(labels, dtype=torch.bool)
-    shift = torch.zeros_like(labels)
-    for c in dropped:
-        keep &= labels != c
-        shift += (labels > c).long()
-    kept_indices = keep.nonzero().flatten()
-    top, left = (size - height) // 2, (size - width) // 2
-    padded = torch.zeros(
-        (kept_indices.numel(), images.shape[1], size, size), dtype=torch.uint8, device=images.device
-    )
-    padded[..., top : top + height, left : left + width] = images[kept_indices]
-    return P3Data(padded, (labels - shift)[kept_indices], dropped, kept_indices)
+    kept_indices, renumbered = leave_classes_out(labels, dropped)
+    return P3Data(pad_images(images[kept_indices], size), renumbered, dropped, kept_indices)
 
 
 def channel_stats(
@@ -116,21 +105,3 @@ def channel_stats(
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def standardizer(
-    mean: Sequence[float], std: Sequence[float]
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x ↦ (float(x) − mean) / std`` per channel, for [B, C, H, W] batches; usable as the
-    ``preprocess`` of ``invfast.metrics`` and ``invfast.drift``."""
-    if len(mean) != len(std) or not len(mean) or any(s <= 0 for s in std):
-        raise ValueError("mean and std must have one entry per channel and std > 0")
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-
-    def standardize(x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != mean_t.shape[0]:
-            raise ValueError(f"expected [B, {mean_t.shape[0]}, H, W] images, got {tuple(x.shape)}")
-        return (x.float() - mean_t.to(x.device)) / std_t.to(x.device)
-
-    return standardize

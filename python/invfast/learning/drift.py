@@ -18,15 +18,15 @@ import torch
 from torch import nn
 
 from invfast.core import groups as groups_
+from invfast.core.data.batches import iter_batches
+from invfast.core.runtime.device import model_device
 from invfast.learning.metrics import (
     Preprocess,
     _convention,
     _evaluating,
-    _model_device,
     _orbit_logits,
     _OrbitMean,
     _prepare,
-    iter_batches,
     kl_error,
     logit_error,
 )
@@ -126,7 +126,7 @@ def drift_curve(
     """
     group = groups_.get(group)
     betas = parse_betas(betas)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     measured = sorted(set(betas) | {0.0})
     di = {b: _OrbitMean(group.order) for b in measured}
     li = {b: _OrbitMean(group.order) for b in measured}

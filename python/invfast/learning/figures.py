@@ -1,46 +1,27 @@
 """PNG figures of the P3 study: realigned saliency over the orbit (Fig. 3) and drift (Fig. 4).
 
-Figures render with matplotlib's Agg canvas (no display, no pyplot state); every file is
-written to a temporary name in the target folder and renamed, so a failed run never leaves
-half a PNG.
+Figures use the project's figure style (:mod:`invfast.core.runtime.figures`) and are
+written atomically.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from invfast.core.runtime.figures import new_figure, save_figure
 from invfast.learning.drift import DriftResult
 
 __all__ = ["save_drift_plot", "save_saliency_grid"]
 
 
-def _figure(width: float, height: float):
-    # A bare Figure renders with Agg and touches no global pyplot state.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
-def _save_atomic(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
+def _save_png(fig, path: str | os.PathLike) -> Path:
+    if Path(path).suffix.lower() != ".png":
         raise ValueError(f"figure path must end in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        fig.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a figure is for sharing
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return save_figure(fig, path)
 
 
 def save_saliency_grid(
@@ -61,7 +42,7 @@ def save_saliency_grid(
     if images is not None and images.shape[0] != rows:
         raise ValueError(f"images must hold {rows} images like maps, got {images.shape[0]}")
     columns = order + (images is not None)
-    fig = _figure(1.6 * columns, 1.6 * rows)
+    fig = new_figure(1.6 * columns, 1.6 * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     maps = maps.detach().float().cpu()
     for r in range(rows):
@@ -84,7 +65,7 @@ def save_saliency_grid(
         axis.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save_atomic(fig, path)
+    return _save_png(fig, path)
 
 
 def save_drift_plot(
@@ -101,7 +82,7 @@ def save_drift_plot(
         raise ValueError("curves must hold at least one DriftResult")
     import matplotlib
 
-    fig = _figure(5.5, 3.6)
+    fig = new_figure(5.5, 3.6)
     left = fig.subplots()
     right = left.twinx()
     colours: Sequence[str] = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
@@ -124,4 +105,4 @@ def save_drift_plot(
     left.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="best")
     if title:
         left.set_title(title, fontsize=9)
-    return _save_atomic(fig, path)
+    return _save_png(fig, path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from invfast.core import groups as groups_
+from invfast.core.data.batches import iter_batches
+from invfast.core.runtime.device import model_device
 
 __all__ = [
     "IG_METHODS",
@@ -57,7 +59,6 @@ SALIENCY_DEFAULTS = {
     "filter_sigma": 1.0,
     "padding": "circular",
 }
-Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -81,71 +82,6 @@ class MetricResult:
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def _image_key(batch: dict) -> str | None:
-    return next((k for k in ("images", "image", "x") if k in batch), None)
-
-
-def _unpack(item: object) -> Batch:
-    if isinstance(item, torch.Tensor):
-        return item, None
-    if isinstance(item, dict):
-        key = _image_key(item)
-        if key is None:
-            raise ValueError("data: a dict batch needs an 'images' (or 'image', 'x') entry")
-        labels = next((item[k] for k in ("labels", "label", "y") if k in item), None)
-        return item[key], labels
-    if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
-        return item[0], item[1] if len(item) > 1 else None
-    raise TypeError(
-        "data: each batch must be a tensor of images, (images, labels[, ids]) or a dict, "
-        f"got {type(item).__name__}"
-    )
-
-
-def _is_single_batch(data: object) -> bool:
-    if isinstance(data, torch.Tensor):
-        return True
-    if isinstance(data, dict):
-        return _image_key(data) is not None
-    return (
-        isinstance(data, (tuple, list))
-        and 2 <= len(data) <= 3
-        and isinstance(data[0], torch.Tensor)
-        and data[0].dim() >= 3
-        and (data[1] is None or (isinstance(data[1], torch.Tensor) and data[1].dim() <= 1))
-    )
-
-
-def iter_batches(data: object, max_images: int | None = None) -> Iterator[Batch]:
-    """Yield ``(images, labels or None)`` from one batch or an iterable of batches,
-    stopping after ``max_images`` images."""
-    if max_images is not None and (isinstance(max_images, bool) or max_images < 1):
-        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
-    items = [data] if _is_single_batch(data) else data
-    if not isinstance(items, Iterable):
-        raise TypeError(f"data must be a batch or an iterable of batches, got {type(data)}")
-    seen = 0
-    for item in items:
-        x, y = _unpack(item)
-        if x.dim() < 3:
-            raise ValueError(f"data: images must be [B, ..., H, W], got shape {tuple(x.shape)}")
-        if y is not None and (not isinstance(y, torch.Tensor) or y.shape != x.shape[:1]):
-            raise ValueError(f"data: labels must be a [{x.shape[0]}] tensor like the images")
-        if max_images is not None:
-            x, y = x[: max_images - seen], None if y is None else y[: max_images - seen]
-        if x.shape[0] == 0:
-            continue
-        seen += x.shape[0]
-        yield x, y
-        if max_images is not None and seen >= max_images:
-            return
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _prepare(x: torch.Tensor, preprocess: Preprocess | None, device: torch.device) -> torch.Tensor:
@@ -240,7 +176,7 @@ def orbit_metrics(
     group-transformed data, as P3 Table 1) and ``"accuracy_clean"`` (identity only).
     """
     group = groups_.get(group)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     li, di, correct = _OrbitMean(group.order), _OrbitMean(group.order), _OrbitMean(group.order)
     with _evaluating(model), torch.no_grad():
         for raw, labels in iter_batches(data, max_images):
@@ -474,7 +410,7 @@ def saliency_invariance(
     if target not in ("label", "pred"):
         raise ValueError(f"target must be 'label' or 'pred', got {target!r}")
     group = groups_.get(group)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     cosines, degenerate = _OrbitMean(group.order), 0
     for raw, labels in iter_batches(data, max_images):
         x = _prepare(raw, preprocess, device)
@@ -633,7 +569,7 @@ def jacobian_sigma_max(
     """
     if method not in ("auto", "exact", "power"):
         raise ValueError(f"method must be 'auto', 'exact' or 'power', got {method!r}")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     total, count, worst, best, unconverged = 0.0, 0, 0.0, math.inf, 0
     chosen = method
     for raw, _ in iter_batches(data, max_images):

@@ -1,13 +1,14 @@
 """P3's training modes from the command line: DA, IR and WT (P3 §3.3, §4.1; DESIGN.md §3).
 
-``invfast train --mode da|ir|wt --group R4|T3`` lands here (P1's paradigm stays in
-``invfast.training``). One epoch draws a group element per sample and minimizes
+``invfast train --mode da|ir|wt --group R4|T3`` lands here (P1's paradigm is in
+``invfast.neurons.training``). One epoch draws a group element per sample and minimizes
 ``regularization.training_loss``; the model kept is the one with the best validation
 accuracy over the orbit (P3's model selection). Images are standardized with the
 training split's per-channel statistics, stored in the checkpoint, so ``invfast
 metrics / drift / saliency`` rebuild exactly the model's input from the checkpoint alone
-(:func:`checkpoint_eval_data`). ``--p3-protocol`` adds P3's data protocol (28×28
-zero-padded to 36×36, digit 9 left out for R4: ``p3_data.apply_protocol``).
+(``invfast.core.checkpoint.open_evaluation``). ``--p3-protocol`` adds P3's data protocol (28×28
+zero-padded to 36×36, digit 9 left out for R4) as the data options ``pad_to`` and
+``leave_out``.
 
 ``nu="auto"`` trains one model per ν of a log grid (``regularization.nu_search``) into
 ``OUT/nu-<ν>/``, measures SI on the validation images, and copies the smallest ν with
@@ -21,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -29,15 +29,18 @@ from pathlib import Path
 
 import torch
 
+from invfast.core import checkpoint, data, models
 from invfast.core import groups as groups_
+from invfast.core.runtime.device import resolve_device
+from invfast.core.runtime.outputs import atomic_path, check_output_folder, write_json
+from invfast.core.runtime.progress import progress
 from invfast.learning import data as p3_data
-from invfast.neurons.training import prepare_output, resolve_device, write_json_atomic
+from invfast.learning import metrics, regularization
 
 __all__ = [
     "P3Splits",
     "P3TrainConfig",
-    "checkpoint_eval_data",
-    "checkpoint_preprocess",
+    "checkpoint_p3",
     "load_p3_data",
     "train_p3",
 ]
@@ -78,9 +81,6 @@ class P3TrainConfig:
 
     def resolved(self) -> P3TrainConfig:
         """A checked copy with P3's recipe filled in and ``arch_kwargs`` completed."""
-        from invfast.core import models
-        from invfast.learning import regularization
-
         filled = copy.deepcopy(self)
         filled.group = groups_.get(filled.group).name
         if filled.mode not in regularization.MODES:
@@ -157,26 +157,6 @@ class P3Splits:
     raw_image_size: int  # of the source, before the protocol's padding
 
 
-def _in_memory(images) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, labels, ids) of an image set; file-backed sets are decoded once."""
-    if hasattr(images, "images"):
-        return images.images, images.labels, images.ids
-    batch = images.__getitems__(list(range(len(images))))
-    return batch.images, batch.labels, batch.ids
-
-
-def _protocol_set(images, group: str | None, protocol: bool, left_out: list[int] | None):
-    from invfast.core import data
-
-    x, y, ids = _in_memory(images)
-    if not protocol:
-        return data.TensorImageSet(x, y, ids), []
-    kept = p3_data.apply_protocol(x, y, group=group, leave_out=left_out)
-    return data.TensorImageSet(kept.images, kept.labels, ids[kept.kept_indices]), list(
-        kept.left_out
-    )
-
-
 def load_p3_data(
     spec: str,
     data_options: Mapping,
@@ -186,17 +166,22 @@ def load_p3_data(
     val_fraction: float,
     cache_dir: str | None = None,
 ) -> P3Splits:
-    """Load ``spec``, apply P3's protocol when asked, split validation images off the
-    training split (per class, as ``invfast train``) and measure the training statistics."""
-    from invfast.core import data
-
-    dataset = data.load(spec, cache_dir=cache_dir, **data_options)
-    train_set, left_out = _protocol_set(dataset.train, group, protocol, None)
-    test_set, _ = _protocol_set(dataset.test, group, protocol, left_out)
-    groups_.get(group).check_image_shape(*train_set.images.shape[-2:])
+    """Load ``spec`` (with P3's protocol as the data options ``pad_to`` / ``leave_out``
+    when asked, so the checkpoint's data recipe reproduces it), split validation images
+    off the training split (per class, as ``invfast train``) and measure the training
+    statistics."""
+    options = dict(data_options)
+    if protocol:
+        options["pad_to"] = 36
+        options["leave_out"] = list(p3_data.default_leave_out(group))
+    dataset = data.load(spec, cache_dir=cache_dir, **options)
+    train_set, test_set = dataset.train, dataset.test
+    if not isinstance(train_set, data.TensorImageSet):  # decode file-backed images once
+        train_set = _in_memory(train_set)
+        test_set = _in_memory(test_set)
+    groups_.get(group).check_image_shape(train_set.image_size, train_set.image_size)
     if len(train_set) == 0 or len(test_set) == 0:
         raise ValueError(f"--data {spec}: no training or test images left")
-    classes = [c for i, c in enumerate(dataset.classes) if i not in set(left_out)]
     train_idx, val_idx = data.split_per_class(
         train_set.labels, val_fraction, dataset.options["split_seed"], salt=1
     )
@@ -205,73 +190,28 @@ def load_p3_data(
     mean, std = p3_data.channel_stats(train_set.images)
     if any(s <= 0 for s in std):
         raise ValueError(f"--data {spec}: the training images are constant (std 0)")
-    size = train_set.images.shape[-1]
+    left_out = list(dataset.options.get("leave_out", []))
+    size = train_set.image_size
     summary = (
-        f"{spec}: {len(classes)} classes, {len(train_set)} train / {len(val_set or [])} val / "
-        f"{len(test_set)} test images, {train_set.channels}×{size}×{size}"
+        f"{spec}: {dataset.num_classes} classes, {len(train_set)} train / "
+        f"{len(val_set or [])} val / {len(test_set)} test images, "
+        f"{train_set.channels}×{size}×{size}"
         + (f", P3 protocol (left out {left_out})" if protocol else "")
     )
-    return P3Splits(train_set, val_set, test_set, classes, mean, std, left_out,
-                    dataset.recipe(), summary, dataset.image_size)  # fmt: skip
+    raw_size = dataset.options.get("image_size") or size
+    return P3Splits(train_set, val_set, test_set, dataset.classes, mean, std, left_out,
+                    dataset.recipe(), summary, raw_size)  # fmt: skip
 
 
-def checkpoint_preprocess(ckpt: Mapping) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The map from raw images (uint8 or float in [0, 255]) to this checkpoint's input."""
-    from invfast.core import checkpoint
-
-    standardize = checkpoint.standardization(ckpt)
-    if isinstance(standardize, tuple):
-        return p3_data.standardizer(*standardize)
-    if standardize == "none":
-        return lambda x: x.float()
-    from invfast.core import transforms
-
-    identity = transforms.get("identity")
-    return lambda x: identity(x, standardize="per-image")
+def _in_memory(images: data.ImageSet) -> data.TensorImageSet:
+    batch = images.__getitems__(list(range(len(images))))
+    return data.TensorImageSet(batch.images, batch.labels, batch.ids)
 
 
 def checkpoint_p3(ckpt: Mapping) -> dict:
     """The P3 settings a checkpoint was trained with ({} for other checkpoints)."""
     p3 = ckpt.get("extra", {}).get("p3")
     return dict(p3) if isinstance(p3, Mapping) else {}
-
-
-def checkpoint_eval_data(
-    ckpt: Mapping,
-    *,
-    spec: str | None = None,
-    split: str = "test",
-    cache_dir: str | None = None,
-    leave_out: list[int] | None = None,
-):
-    """The ``split`` images of the checkpoint's data (or of ``spec``, loaded with the
-    checkpoint's data options), through the same protocol: a uint8 ``TensorImageSet``."""
-    from invfast.core import data
-
-    recorded = ckpt.get("data")
-    if spec is None and recorded is None:
-        raise ValueError("the checkpoint does not record its dataset; pass --data SPEC")
-    options = dict(recorded["options"]) if recorded is not None else {}
-    p3 = checkpoint_p3(ckpt)
-    protocol = bool(p3.get("protocol"))
-    arch = ckpt["arch"]
-    if spec is not None:  # another source, brought to the images the model was trained on
-        if not spec.startswith("synthetic"):
-            options = {k: v for k, v in options.items() if not k.startswith("synthetic_")}
-        size = p3.get("raw_image_size") if protocol else arch["image_size"]
-        options["image_size"], options["channels"] = size, arch["in_channels"]
-    dataset = data.load(spec or recorded["spec"], cache_dir=cache_dir, **options)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
-    left = p3.get("left_out", []) if leave_out is None else leave_out
-    images, _ = _protocol_set(getattr(dataset, split), None, protocol, list(left))
-    if (images.channels, images.image_size) != (arch["in_channels"], arch["image_size"]):
-        raise ValueError(
-            f"data {spec or recorded['spec']}: images are {images.channels}×{images.image_size}"
-            f"×{images.image_size}, the model expects {arch['in_channels']}×{arch['image_size']}"
-            f"×{arch['image_size']}"
-        )
-    return images
 
 
 # ----------------------------------------------------------------------------------------
@@ -295,8 +235,6 @@ class P3TrainResult:
 
 def _save_checkpoint(path: Path, config: P3TrainConfig, splits: P3Splits, nu: float,
                      state: Mapping, metrics: Mapping, arch_image) -> None:  # fmt: skip
-    from invfast.core import checkpoint
-
     channels, size = arch_image
     checkpoint.save(
         path, arch=config.arch, arch_kwargs=config.arch_kwargs, state_dict=state,
@@ -322,10 +260,6 @@ def _train_one(
     say: Callable[[str], None],
     command: str,
 ) -> P3TrainResult:
-    from tqdm.auto import tqdm
-
-    from invfast.core import data, models
-    from invfast.learning import metrics, regularization
 
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES:
@@ -336,7 +270,7 @@ def _train_one(
                          **config.arch_kwargs).to(device)  # fmt: skip
     optimizer = _optimizer(config, model.parameters())
     elements = torch.Generator().manual_seed(config.seed)
-    preprocess = p3_data.standardizer(splits.mean, splits.std)
+    preprocess = checkpoint.standardizer((splits.mean, splits.std))
     train_loader = data.loader(splits.train, config.batch_size, shuffle=True, seed=config.seed)
     val_loader = data.loader(splits.val, config.eval_batch_size) if splits.val is not None else None
     test_loader = data.loader(splits.test, config.eval_batch_size)
@@ -355,8 +289,8 @@ def _train_one(
         model.train()
         totals = torch.zeros(4, dtype=torch.float64)  # loss, task, invariance, correct
         count = 0
-        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                          disable=None if config.progress else True, file=sys.stderr):  # fmt: skip
+        for batch in progress(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                              enabled=config.progress):  # fmt: skip
             x = preprocess(batch.images.to(device))
             labels = batch.labels.to(device)
             step = regularization.training_loss(
@@ -398,7 +332,7 @@ def _train_one(
             _save_checkpoint(ckpt_path, config, splits, nu, best_state,
                              {"best_epoch": best_epoch, "val_accuracy": val_accuracy},
                              (channels, size))  # fmt: skip
-        write_json_atomic(out / "metrics.json",
+        write_json(out / "metrics.json",
                           {**run_info, "history": history, "best_epoch": best_epoch,
                            "complete": False})  # fmt: skip
     assert best_state is not None
@@ -412,7 +346,7 @@ def _train_one(
     _save_checkpoint(ckpt_path, config, splits, nu, best_state, final, (channels, size))
     payload = {**run_info, "history": history, "best_epoch": best_epoch, "final": final,
                "complete": True}  # fmt: skip
-    write_json_atomic(out / "metrics.json", payload)
+    write_json(out / "metrics.json", payload)
     say(f"best epoch {best_epoch}: test accuracy over the orbit "
         f"{100 * test['accuracy'].value:.1f} %, LI {test['LI'].value:.4g}, "
         f"DI {test['DI'].value:.4g}")  # fmt: skip
@@ -421,13 +355,8 @@ def _train_one(
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def train_p3(
@@ -437,16 +366,13 @@ def train_p3(
     command: str | None = None,
 ) -> P3TrainResult:
     """Train one model (or, with ``nu="auto"``, one per ν of the grid; see module doc)."""
-    from invfast.core import checkpoint, data
-    from invfast.learning import metrics, regularization
-
     config = config.resolved()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--mode: P3 training runs in one process (no torchrun / DDP)")
     say = log or print
     command = command if command is not None else " ".join(sys.argv)
     device = resolve_device(config.device)
-    out = prepare_output(config.out, config.overwrite)
+    out = check_output_folder(config.out, overwrite=config.overwrite)
     splits = load_p3_data(config.data, config.data_options, config.group,
                           protocol=config.p3_protocol, val_fraction=config.val_fraction,
                           cache_dir=config.cache_dir)  # fmt: skip
@@ -460,7 +386,7 @@ def train_p3(
 
     si_data = splits.val if splits.val is not None else splits.test
     si_loader = data.loader(si_data, config.eval_batch_size)
-    preprocess = p3_data.standardizer(splits.mean, splits.std)
+    preprocess = checkpoint.standardizer((splits.mean, splits.std))
 
     def train_and_evaluate(nu: float) -> dict:
         say(f"--- ν = {nu:g}")
@@ -482,8 +408,8 @@ def train_p3(
     summary = {**search.to_dict(), "chosen_run": str(chosen.out),
                "si_measured_on": "validation" if splits.val is not None else "test",
                "si_images": config.si_images}  # fmt: skip
-    write_json_atomic(out / "nu_search.json", summary)
-    write_json_atomic(out / "metrics.json", {**chosen.metrics, "nu_search": summary})
+    write_json(out / "nu_search.json", summary)
+    write_json(out / "metrics.json", {**chosen.metrics, "nu_search": summary})
     verdict = "meets" if search.met_target else "does NOT meet"
     say(
         f"ν = {search.nu:g} (SI {search.si:.4f}) {verdict} the target SI ≥ {config.target_si}; "

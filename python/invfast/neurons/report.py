@@ -3,78 +3,24 @@
 A report is a folder: ``report.json`` (every summary number, with versions, backend,
 device, seed, command line and the checkpoint's SHA-256), ``arrays.npz`` (per-neuron I_k,
 S_k, #A_k for every τ and group; per-image active counts) and PNG figures (matplotlib's
-Agg canvas, no display). :func:`write_folder` writes everything into a temporary folder
-beside the destination and renames it into place, so an interrupted run leaves no half
-report; an existing destination is refused unless ``overwrite``.
+Agg canvas, no display). The folder is written beside the destination and renamed into
+place (:func:`invfast.core.runtime.outputs.output_folder`), so an interrupted run leaves
+no half report; an existing destination is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from invfast.neurons.analysis import GROUPS, AnalysisResult
-
-GROUP_COLORS = {"seen": "#1f77b4", "unseen": "#d62728"}
-
-
-# ------------------------------------------------------------------------ folders
-def check_destination(out: str | os.PathLike, overwrite: bool) -> Path:
-    """``out`` as a Path; ValueError when it exists (unless ``overwrite``) or is a file."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} exists and is not a folder")
-    if path.exists() and not overwrite:
-        raise ValueError(f"--out {path} exists; pass --overwrite to replace it")
-    return path
-
-
-def write_folder(
-    out: str | os.PathLike, fill: Callable[[Path], None], *, overwrite: bool = False
-) -> Path:
-    """Create folder ``out`` atomically: ``fill(tmp)`` writes into a temporary sibling,
-    which is renamed to ``out`` only when ``fill`` returns (an old ``out`` is replaced
-    only then, with ``overwrite``)."""
-    out = check_destination(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        fill(tmp)
-        if out.exists():
-            check_destination(out, overwrite)
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, trash / "old")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _json_ready(value):
-    """NaN/Inf → None so the JSON is strict."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def dump_json(path: Path, payload: Mapping) -> None:
-    path.write_text(json.dumps(_json_ready(payload), indent=1, allow_nan=False) + "\n")
+from invfast.core.runtime.figures import GROUP_COLORS, new_figure, save_figure
+from invfast.core.runtime.outputs import output_folder, write_json
+from invfast.neurons.analysis import AnalysisResult
+from invfast.neurons.summaries import GROUPS
 
 
 def load_report(folder: str | os.PathLike) -> dict:
@@ -92,22 +38,11 @@ def load_report(folder: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------ figures
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # bare Figure: Agg canvas, no pyplot state
-
-    return Figure(figsize=(width, height))
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    return path
-
-
 def plot_violins(report: dict, arrays: Mapping[str, np.ndarray], path: Path) -> Path:
     """I_k per layer at the selected τ, seen / unseen side by side (P1 Figs. 3–4)."""
     layers = report["layer_order"]
     index = report["tau"]["index"]
-    fig = _figure(max(5.0, 1.3 * len(layers) + 2), 4.0)
+    fig = new_figure(max(5.0, 1.3 * len(layers) + 2), 4.0)
     ax = fig.add_subplot()
     width = 0.38
     for g, group in enumerate(GROUPS):
@@ -130,7 +65,7 @@ def plot_violins(report: dict, arrays: Mapping[str, np.ndarray], path: Path) -> 
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{report['checkpoint']['arch']}, {report['transform']['name']}")
     ax.legend(fontsize=8, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _layer_curve(layer: dict, group: str, key: str) -> list[float]:
@@ -139,7 +74,7 @@ def _layer_curve(layer: dict, group: str, key: str) -> list[float]:
 
 def plot_tau_curves(report: dict, path: Path) -> Path:
     """Mean I_k against τ, one line per layer and group."""
-    fig = _figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     taus = report["taus"]
     for layer in report["layers"]:
@@ -151,13 +86,13 @@ def plot_tau_curves(report: dict, path: Path) -> Path:
     ax.set_xlabel("τ")
     ax.set_ylabel("mean $I_k$ over non-silent neurons")
     ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ablation(report: dict, path: Path) -> Path:
     """Accuracy with the inactive / active neurons ablated against τ (P1 Fig. 7)."""
     ablation = report["ablation"]
-    fig = _figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     for mode, style in (("inactive", "-"), ("active", "--")):
         for images, marker in (("clean", "o"), ("transformed", "s")):
@@ -168,14 +103,14 @@ def plot_ablation(report: dict, path: Path) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"ablation in {ablation['layer']}")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layer_means(report: dict, path: Path) -> Path:
     """Layer-wise mean invariance at the selected τ, seen vs unseen (P1 Fig. 11)."""
     layers = report["layer_order"]
     by_name = {layer["name"]: layer for layer in report["layers"]}
-    fig = _figure(max(5.0, 0.9 * len(layers) + 2), 3.8)
+    fig = new_figure(max(5.0, 0.9 * len(layers) + 2), 3.8)
     ax = fig.add_subplot()
     for group in GROUPS:
         values = [by_name[n]["groups"][group]["at_tau"]["mean_I"] for n in layers]
@@ -185,7 +120,7 @@ def plot_layer_means(report: dict, path: Path) -> Path:
     ax.set_xticklabels(layers, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"mean $I_k$ (τ = {report['tau']['value']:g})")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(result: AnalysisResult, folder: Path) -> list[str]:
@@ -202,16 +137,19 @@ def write_figures(result: AnalysisResult, folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------------ writing
 def write_report(
-    result: AnalysisResult, out: str | os.PathLike, *, overwrite: bool = False
+    result: AnalysisResult,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Path:
-    """The report folder of one analysis (atomic; see :func:`write_folder`)."""
-
-    def fill(folder: Path) -> None:
+    """The report folder of one analysis, written whole or not at all; ``inputs`` (the
+    checkpoint) may not be inside it."""
+    with output_folder(out, overwrite=overwrite, inputs=inputs) as folder:
         np.savez_compressed(folder / "arrays.npz", **result.arrays)
         figures = write_figures(result, folder)
-        dump_json(folder / "report.json", {**result.report, "files": ["arrays.npz", *figures]})
-
-    return write_folder(out, fill, overwrite=overwrite)
+        write_json(folder / "report.json", {**result.report, "files": ["arrays.npz", *figures]})
+    return Path(out)
 
 
 def _pct(value: float | None) -> str:
@@ -304,7 +242,7 @@ def plot_compare(rows: Sequence[dict], path: Path) -> Path:
     means = compare_means(rows)
     xs = [m["seen_transformed"] for m in means]
     repeated = any(m["runs"] > 1 for m in means)
-    fig = _figure(9.0, 3.8)
+    fig = new_figure(9.0, 3.8)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
 
     def draw(axes, key: str, style: str, color: str, label: str, scale: float = 1.0) -> None:
@@ -326,8 +264,7 @@ def plot_compare(rows: Sequence[dict], path: Path) -> Path:
     right.set_xlabel("number of seen-transformed categories")
     right.set_ylabel("accuracy on transformed test images (%)")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def format_compare(rows: Sequence[dict]) -> str:
@@ -356,12 +293,12 @@ def write_compare(
     reports: Sequence[dict], sources: Sequence[str], out: str | os.PathLike, *,
     layer: str | None = None, overwrite: bool = False, command: str | None = None,
 ) -> tuple[Path, list[dict]]:  # fmt: skip
+    """The comparison folder of several reports, written whole or not at all; the report
+    folders read (``sources``) may not be inside it."""
     rows = compare_rows(reports, layer)
-
-    def fill(folder: Path) -> None:
+    with output_folder(out, overwrite=overwrite, inputs=sources) as folder:
         write_compare_files(folder, rows, sources, command)
-
-    return write_folder(out, fill, overwrite=overwrite), rows
+    return Path(out), rows
 
 
 def write_compare_files(
@@ -369,12 +306,11 @@ def write_compare_files(
 ) -> None:
     """``compare.png`` and ``compare.json`` (the runs and their per-count means) in folder."""
     plot_compare(rows, folder / "compare.png")
-    dump_json(folder / "compare.json", {"tool": "invfast compare", "command": command,
+    write_json(folder / "compare.json", {"tool": "invfast compare", "command": command,
                                         "reports": list(sources), "rows": list(rows),
                                         "means": compare_means(rows)})  # fmt: skip
 
 
 __all__ = [
-    "check_destination", "compare_rows", "format_table", "load_report", "write_compare",
-    "write_folder", "write_report",
+    "compare_rows", "format_table", "load_report", "write_compare", "write_report",
 ]  # fmt: skip

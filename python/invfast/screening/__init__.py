@@ -6,19 +6,17 @@ the critical magnitude (``sensitivity``), and the largest spatial and colour
 transformations a frozen classifier tolerates (``itn``).
 """
 
+from invfast import _moved
+from invfast.screening.report import format_table, plot_accuracy, plot_softmax, write_report
 from invfast.screening.sensitivity import (
     SCREENED_TRANSFORMS,
     ClassScreening,
     ScreeningResult,
     critical_magnitude,
-    format_table,
     parse_magnitudes,
-    plot_accuracy,
-    plot_softmax,
     screen,
     screened_transform,
     transform_functions,
-    write_report,
 )
 
 __all__ = [
@@ -35,3 +33,14 @@ __all__ = [
     "transform_functions",
     "write_report",
 ]
+
+_RENAMED = {
+    "unpack_batch": "invfast.core.data.batches:unpack_batch",
+    "model_device": "invfast.core.runtime.device:model_device",
+    "write_atomic": "invfast.core.runtime.outputs:write_bytes",
+    "save_figure": "invfast.core.runtime.figures:save_figure",
+}
+
+
+def __getattr__(name: str):
+    return _moved.old_attribute(__name__, name, _RENAMED)

@@ -28,18 +28,17 @@ Rows of one image share its id, so random transforms draw the same noise at ever
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from invfast.core.data.batches import unpack_batch
+from invfast.core.runtime.device import model_device
 
 TransformFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 StandardizeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -149,36 +148,6 @@ def parse_magnitudes(spec: str) -> list[float]:
     if not values or not all(map(math.isfinite, values)):
         raise ValueError(f"values: expected finite numbers, got {spec!r}")
     return values
-
-
-def unpack_batch(
-    batch: object, offset: int = 0, op: str = _OP
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, labels[, ids]) → checked tensors; ids default to ``offset + arange(B)``."""
-    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-        raise TypeError(f"{op}: data must yield (images, labels, ids) tuples")
-    images, labels = batch[0], batch[1]
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
-        raise ValueError(f"{op}: images must be a [B, C, H, W] tensor, got {shape}")
-    b = images.shape[0]
-    if not isinstance(labels, torch.Tensor) or labels.shape != (b,) or labels.is_floating_point():
-        raise ValueError(f"{op}: labels must be an integer tensor of shape [{b}]")
-    if len(batch) == 3 and batch[2] is not None:
-        ids = batch[2]
-        if not isinstance(ids, torch.Tensor) or ids.shape != (b,) or ids.is_floating_point():
-            raise ValueError(f"{op}: ids must be an integer tensor of shape [{b}]")
-    else:
-        ids = torch.arange(offset, offset + b)
-    return images, labels.long(), ids.long()
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _check_magnitudes(magnitudes: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -499,153 +468,3 @@ def _result(
         critical_magnitude=critical_magnitude(magnitudes, accuracy[1:], accuracy[0], fraction),
         classes=classes,
     )
-
-
-# --------------------------------------------------------------------------- outputs
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename (no half files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_figure(figure, path: str | os.PathLike) -> Path:
-    """Render a matplotlib figure to PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    try:
-        figure.savefig(buffer, format="png", dpi=100)
-    finally:
-        plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _class_label(label: int, name: str | None) -> str:
-    return f"{label} ({name})" if name else str(label)
-
-
-def plot_accuracy(result: ScreeningResult, path: str | os.PathLike) -> Path:
-    """Accuracy vs magnitude: overall, per class (thin), threshold and critical magnitude."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    for c in result.classes:
-        axes.plot(result.magnitudes, c.accuracy, color="0.6", linewidth=0.7, alpha=0.5)
-    axes.plot(result.magnitudes, result.accuracy, "o-", color="C0", label="all classes")
-    axes.axhline(
-        result.threshold,
-        color="C3",
-        linestyle="--",
-        linewidth=1,
-        label=f"{result.fraction:.0%} of clean accuracy",
-    )
-    if result.critical_magnitude is not None:
-        axes.axvline(result.critical_magnitude, color="C3", linestyle=":", linewidth=1)
-    axes.set_xlabel(result.parameter or "magnitude")
-    axes.set_ylabel("top-1 accuracy")
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_title(f"screening: {result.transform or 'transform'}")
-    axes.legend(loc="best", fontsize=8)
-    return save_figure(figure, path)
-
-
-def plot_softmax(
-    result: ScreeningResult, out_dir: str | os.PathLike, *, per_page: int = 12
-) -> list[Path]:
-    """P2 Fig. 6 style panels, one per class: three top classes, "others", class accuracy."""
-    plt = _pyplot()
-    paths = []
-    pages = [result.classes[i : i + per_page] for i in range(0, len(result.classes), per_page)]
-    names = {c.label: c.name for c in result.classes}
-    for number, page in enumerate(pages):
-        cols = min(3, len(page))
-        rows = math.ceil(len(page) / cols)
-        figure, grid = plt.subplots(
-            rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, layout="constrained"
-        )
-        for axes in grid.flat[len(page) :]:
-            axes.set_visible(False)
-        for axes, c in zip(grid.flat, page, strict=False):
-            for i, (q, curve) in enumerate(zip(c.top_classes, c.top_softmax, strict=True)):
-                axes.plot(
-                    result.magnitudes, curve, color=f"C{i}", label=_class_label(q, names.get(q))
-                )
-            if c.others_softmax is not None:
-                axes.plot(
-                    result.magnitudes,
-                    c.others_softmax,
-                    color="0.5",
-                    linestyle="--",
-                    label="others (max)",
-                )
-            axes.plot(result.magnitudes, c.accuracy, color="k", linestyle=":", label="accuracy")
-            axes.set_ylim(-0.02, 1.02)
-            axes.set_title(f"class {_class_label(c.label, c.name)}, n={c.count}", fontsize=9)
-            axes.set_xlabel(result.parameter or "magnitude", fontsize=8)
-            axes.set_ylabel("mean softmax", fontsize=8)
-            axes.legend(fontsize=7, loc="best")
-        figure.suptitle(f"screening: {result.transform or 'transform'}")
-        paths.append(save_figure(figure, Path(out_dir) / f"softmax_{number:03d}.png"))
-    return paths
-
-
-def _format_critical(
-    value: float | None, magnitudes: list[float], accuracy: list[float], threshold: float
-) -> str:
-    if value is None:
-        return "never"
-    if accuracy[0] < threshold:
-        return f"<= {magnitudes[0]:g}"
-    return f"{value:.4g}"
-
-
-def format_table(result: ScreeningResult) -> str:
-    """Terminal table of the critical magnitudes (overall first, then per class)."""
-    header = (
-        f"critical {result.parameter or 'magnitude'} of {result.transform or 'transform'}: "
-        f"first below {result.fraction:.0%} of clean accuracy (linear interpolation)"
-    )
-    lines = [header, f"{'class':<24}{'images':>8}{'clean acc':>11}{'critical':>12}"]
-    rows = [
-        ("all", result.count, result.clean_accuracy, result.accuracy, result.critical_magnitude)
-    ]
-    rows += [
-        (_class_label(c.label, c.name), c.count, c.clean_accuracy, c.accuracy, c.critical_magnitude)
-        for c in result.classes
-    ]
-    for name, count, clean, accuracy, value in rows:
-        cell = _format_critical(value, result.magnitudes, accuracy, result.fraction * clean)
-        lines.append(f"{name[:23]:<24}{count:>8}{clean:>11.4f}{cell:>12}")
-    return "\n".join(lines)
-
-
-def write_report(result: ScreeningResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``screening.json``, ``accuracy.png`` and ``softmax_NNN.png`` pages in ``out_dir``."""
-    out_dir = Path(out_dir)
-    paths = {
-        "json": write_atomic(out_dir / "screening.json", result.to_json().encode()),
-        "accuracy": plot_accuracy(result, out_dir / "accuracy.png"),
-    }
-    for i, path in enumerate(plot_softmax(result, out_dir)):
-        paths[f"softmax_{i:03d}"] = path
-    return paths

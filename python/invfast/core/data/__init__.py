@@ -18,16 +18,24 @@ rule used for the validation split of training.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
-from torch.utils.data import Dataset as _TorchDataset
 
 from invfast.core.data import _download, _files, _synthetic
+from invfast.core.data.loading import EpochSampler, loader
+from invfast.core.data.protocol import leave_classes_out, pad_images
+from invfast.core.data.sets import (
+    Batch,
+    Dataset,
+    FileImageSet,
+    ImageSet,
+    TensorImageSet,
+    _check_positive,
+    _limit_per_class,
+    split_per_class,
+)
 
 SOURCES = (
     "synthetic",
@@ -42,161 +50,6 @@ SOURCES = (
 SYNTHETIC_CLASSES = 16
 SYNTHETIC_PER_CLASS = 375
 SYNTHETIC_SIZE = 32
-
-
-class Batch(NamedTuple):
-    """A batch: uint8 images [B, C, H, W], int64 labels [B], int64 image ids [B]."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    ids: torch.Tensor
-
-
-class ImageSet(_TorchDataset):
-    """Images of one split. ``labels`` and ``ids`` are int64 tensors [N] held in memory;
-    the images are held in memory or decoded from files on demand (in loader workers)."""
-
-    labels: torch.Tensor
-    ids: torch.Tensor
-    channels: int
-    image_size: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        raise NotImplementedError
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch = self.__getitems__([index])
-        return batch.images[0], batch.labels[0], batch.ids[0]
-
-    def subset(self, indices: torch.Tensor) -> ImageSet:
-        raise NotImplementedError
-
-    def class_counts(self, num_classes: int) -> torch.Tensor:
-        return torch.bincount(self.labels, minlength=num_classes)
-
-
-class TensorImageSet(ImageSet):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(
-                f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
-            )
-        if not (len(images) == len(labels) == len(ids)):
-            raise ValueError("images, labels and ids must have the same length")
-        self.images = images.contiguous()
-        self.labels = labels.to(torch.int64)
-        self.ids = ids.to(torch.int64)
-        self.channels = images.shape[1]
-        self.image_size = images.shape[2]
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        index = torch.as_tensor(indices, dtype=torch.int64)
-        return Batch(self.images[index], self.labels[index], self.ids[index])
-
-    def subset(self, indices: torch.Tensor) -> TensorImageSet:
-        return TensorImageSet(self.images[indices], self.labels[indices], self.ids[indices])
-
-
-class FileImageSet(ImageSet):
-    """Image files decoded on demand: channels converted, shorter side resized to
-    ``image_size`` and centre-cropped."""
-
-    def __init__(
-        self,
-        paths: list[Path],
-        labels: torch.Tensor,
-        ids: torch.Tensor,
-        channels: int,
-        image_size: int,
-    ) -> None:
-        self.paths = list(paths)
-        self.labels = labels.to(torch.int64)
-        self.ids = ids.to(torch.int64)
-        self.channels = channels
-        self.image_size = image_size
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        images = torch.stack(
-            [_files.decode_image(self.paths[i], self.channels, self.image_size) for i in indices]
-        )
-        index = torch.as_tensor(indices, dtype=torch.int64)
-        return Batch(images, self.labels[index], self.ids[index])
-
-    def subset(self, indices: torch.Tensor) -> FileImageSet:
-        paths = [self.paths[i] for i in indices.tolist()]
-        return FileImageSet(
-            paths, self.labels[indices], self.ids[indices], self.channels, self.image_size
-        )
-
-
-@dataclass
-class Dataset:
-    """A loaded data source: its splits, class names, and what reproduces it."""
-
-    spec: str
-    train: ImageSet
-    test: ImageSet
-    classes: list[str]
-    options: dict = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def channels(self) -> int:
-        return self.train.channels
-
-    @property
-    def image_size(self) -> int:
-        return self.train.image_size
-
-    def recipe(self) -> dict:
-        """Plain data that reproduces this dataset: ``load(r["spec"], **r["options"])``."""
-        return {"spec": self.spec, "options": dict(self.options)}
-
-    def summary(self) -> str:
-        return (
-            f"{self.spec}: {self.num_classes} classes, {len(self.train)} train / "
-            f"{len(self.test)} test images, {self.channels}×{self.image_size}×{self.image_size}"
-        )
-
-
-def split_per_class(
-    labels: torch.Tensor, fraction: float, seed: int, salt: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (kept, held out), each sorted: per class c, the images of c in index order
-    are permuted by a generator seeded with (seed, salt, c) and the first
-    round(fraction · n_c) are held out — at least one and never all when n_c ≥ 2."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
-    kept, held = [], []
-    for c in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == c).flatten()
-        n = len(members)
-        n_held = round(fraction * n)
-        if fraction > 0 and n >= 2:
-            n_held = min(max(n_held, 1), n - 1)
-        g = torch.Generator().manual_seed((seed * 1_000_003 + salt * 10_007 + c) % (2**63))
-        order = members[torch.randperm(n, generator=g)]
-        held.append(order[:n_held])
-        kept.append(order[n_held:])
-    kept_t = torch.sort(torch.cat(kept)).values if kept else torch.zeros(0, dtype=torch.int64)
-    held_t = torch.sort(torch.cat(held)).values if held else torch.zeros(0, dtype=torch.int64)
-    return kept_t, held_t
-
-
-def _limit_per_class(labels: torch.Tensor, limit: int | None) -> torch.Tensor:
-    """Indices of the first ``limit`` images of every class (all when limit is None)."""
-    if limit is None:
-        return torch.arange(len(labels))
-    keep = torch.zeros(len(labels), dtype=torch.bool)
-    for c in torch.unique(labels).tolist():
-        keep[torch.nonzero(labels == c).flatten()[:limit]] = True
-    return torch.nonzero(keep).flatten()
 
 
 def _to_nchw(x: np.ndarray) -> torch.Tensor:
@@ -241,11 +94,6 @@ def _labels_to_index(
     return labels, test, [str(v) for v in values.tolist()]
 
 
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def load(
     spec: str,
     *,
@@ -257,6 +105,8 @@ def load(
     synthetic_classes: int = SYNTHETIC_CLASSES,
     synthetic_per_class: int = SYNTHETIC_PER_CLASS,
     synthetic_seed: int = 0,
+    pad_to: int | None = None,
+    leave_out: list[int] | tuple[int, ...] | None = None,
     cache_dir: str | os.PathLike | None = None,
     mirror: str | None = None,
 ) -> Dataset:
@@ -265,9 +115,63 @@ def load(
     ``image_size``: resize (shorter side) and centre-crop to a square of this size
     (synthetic: draw at this size, default 32). ``channels``: 1 or 3 (grey replicated or
     RGB → luma). ``max_per_class``: keep the first n images of each class in each split.
+    ``pad_to``: zero-pad the (resized) images to this square size, centred; ``leave_out``:
+    drop these classes and renumber the others (:mod:`invfast.core.data.protocol`).
     ``cache_dir``/``mirror`` only matter for mnist / fashion-mnist downloads and are not
     part of the dataset's identity (not in ``options``).
     """
+    dataset = _load_source(
+        spec, image_size=image_size, channels=channels, split_seed=split_seed,
+        test_fraction=test_fraction, max_per_class=max_per_class,
+        synthetic_classes=synthetic_classes, synthetic_per_class=synthetic_per_class,
+        synthetic_seed=synthetic_seed, cache_dir=cache_dir, mirror=mirror,
+    )  # fmt: skip
+    if pad_to is None and not leave_out:
+        return dataset
+    return _apply_protocol(dataset, pad_to, leave_out or [])
+
+
+def _apply_protocol(dataset: Dataset, pad_to: int | None, leave_out: list[int]) -> Dataset:
+    _check_positive("pad_to", pad_to)
+    bad = [c for c in leave_out if isinstance(c, bool) or not isinstance(c, int)
+           or not 0 <= c < dataset.num_classes]  # fmt: skip
+    if bad:
+        raise ValueError(
+            f"leave_out must list class indices in 0..{dataset.num_classes - 1}, got {bad}"
+        )
+    if len(set(leave_out)) >= dataset.num_classes - 1:
+        raise ValueError("leave_out must keep at least two classes")
+    splits = []
+    for images in (dataset.train, dataset.test):
+        if not isinstance(images, TensorImageSet):
+            raise ValueError(f"{dataset.spec}: pad_to / leave_out need in-memory data")
+        kept, labels = leave_classes_out(images.labels, leave_out)
+        x = images.images[kept]
+        splits.append(TensorImageSet(pad_images(x, pad_to) if pad_to else x, labels,
+                                     images.ids[kept]))  # fmt: skip
+    classes = [c for i, c in enumerate(dataset.classes) if i not in set(leave_out)]
+    options = dict(dataset.options)
+    if pad_to is not None:
+        options["pad_to"] = int(pad_to)
+    if leave_out:
+        options["leave_out"] = sorted(set(int(c) for c in leave_out))
+    return Dataset(dataset.spec, splits[0], splits[1], classes, options)
+
+
+def _load_source(
+    spec: str,
+    *,
+    image_size: int | None,
+    channels: int | None,
+    split_seed: int,
+    test_fraction: float,
+    max_per_class: int | None,
+    synthetic_classes: int,
+    synthetic_per_class: int,
+    synthetic_seed: int,
+    cache_dir: str | os.PathLike | None,
+    mirror: str | None,
+) -> Dataset:
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"data spec must be one of {', '.join(SOURCES)}, got {spec!r}")
     _check_positive("image_size", image_size)
@@ -404,82 +308,6 @@ def _load_digits() -> dict[str, np.ndarray]:
     # 8×8 images with values 0..16 → uint8 0..255
     x = np.rint(np.asarray(bunch.images, dtype=np.float64) * (255.0 / 16.0)).clip(0, 255)
     return {"x": x.astype(np.uint8), "y": np.asarray(bunch.target, dtype=np.int64)}
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch for one process: a permutation seeded by (seed, epoch) when
-    ``shuffle``, then this rank's share ``order[rank::world_size]``. With ``pad`` the order
-    is extended by wrapping around so that every rank gets the same count (training under
-    DDP); without it no index is repeated (evaluation: shards are summed exactly)."""
-
-    def __init__(
-        self,
-        n: int,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        pad: bool = False,
-    ) -> None:
-        self.n, self.shuffle, self.seed = n, shuffle, seed
-        self.rank, self.world_size, self.pad = rank, world_size, pad
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _order(self) -> torch.Tensor:
-        if self.shuffle:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
-            order = torch.randperm(self.n, generator=g)
-        else:
-            order = torch.arange(self.n)
-        if self.pad and self.world_size > 1 and self.n % self.world_size:
-            extra = self.world_size - self.n % self.world_size
-            order = torch.cat([order, order[:extra].repeat(extra // max(self.n, 1) + 1)[:extra]])
-        return order[self.rank :: self.world_size]
-
-    def __iter__(self):
-        return iter(self._order().tolist())
-
-    def __len__(self) -> int:
-        return len(self._order())
-
-
-def _passthrough(batch: Batch) -> Batch:
-    return batch
-
-
-def loader(
-    images: ImageSet,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    seed: int = 0,
-    workers: int = 0,
-    pin_memory: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    pad: bool = False,
-) -> DataLoader:
-    """A DataLoader of :class:`Batch` (uint8 images, labels, ids). Call
-    ``loader.sampler.set_epoch(e)`` before each epoch to reshuffle."""
-    _check_positive("batch_size", batch_size)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
-    sampler = EpochSampler(
-        len(images), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, pad=pad
-    )
-    return DataLoader(
-        images,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        collate_fn=_passthrough,
-        persistent_workers=workers > 0,
-    )
 
 
 __all__ = [
