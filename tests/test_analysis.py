@@ -1,4 +1,4 @@
-"""invfast.analysis: the report's numbers against an independent numpy computation of
+"""invfast.neurons.analysis: the report's numbers against an independent numpy computation of
 P1's formula, backends, batch sizes, τ selection, distributed shards."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def run(ckpt_path, **kwargs):
 
 
 def numpy_invariance(a: np.ndarray, b: np.ndarray, groups: np.ndarray, taus, n_groups=2):
-    """P1 §2.2 / DESIGN §2 written directly: [G, T, K] I_k(τ), NaN where A_k(τ) is empty."""
+    """P1 §2.2 written directly: [G, T, K] I_k(τ), NaN where A_k(τ) is empty."""
     a = a.reshape(len(a), -1).astype(np.float32)
     b = b.reshape(len(b), -1).astype(np.float32)
     m = np.maximum(a, b).max(axis=0)  # M_k over x and T(x)

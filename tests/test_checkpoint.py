@@ -1,4 +1,4 @@
-"""invfast.checkpoint: plain data only, weights_only loading, every bad file refused."""
+"""invfast.core.checkpoint: plain data only, weights_only loading, every bad file refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""invfast.data: every loader on files the tests make, the split rule, batches with ids."""
+"""invfast.core.data: every loader on files the tests make, the split rule, batches with ids."""
 
 from __future__ import annotations
 

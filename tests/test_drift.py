@@ -1,4 +1,4 @@
-"""invfast.drift: D(β) = (1 − β)·D1 + β·D2, DI and the accuracy ratio (P3 §4.3, Fig. 4)."""
+"""invfast.learning.drift: D(β) = (1 − β)·D1 + β·D2, DI and the accuracy ratio (P3 §4.3, Fig. 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""invfast.groups: R4 and T3 act as groups, by the documented pixel permutations."""
+"""invfast.core.groups: R4 and T3 act as groups, by the documented pixel permutations."""
 
 from __future__ import annotations
 

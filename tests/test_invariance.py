@@ -1,4 +1,4 @@
-"""invfast.invariance: the hook-driven two-pass analysis and the streaming Goodfellow measure."""
+"""invfast.neurons.invariance: the two-pass analysis through hooks, streaming Goodfellow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""invfast.itn (P2 §3.4, DESIGN.md §6): the Invariant Transformer Net."""
+"""invfast.screening.itn (P2 §3.4, docs/p2-screening-itn.md): the Invariant Transformer Net."""
 
 from __future__ import annotations
 

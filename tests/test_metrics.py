@@ -1,4 +1,4 @@
-"""invfast.metrics: DI, LI, SI, integrated gradients and σ_max (P3 §3.2, §4.4)."""
+"""invfast.learning.metrics: DI, LI, SI, integrated gradients and σ_max (P3 §3.2, §4.4)."""
 
 from __future__ import annotations
 

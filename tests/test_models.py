@@ -1,4 +1,4 @@
-"""invfast.models: the registry, every architecture, torchvision-compatible names."""
+"""invfast.core.models: the registry, every architecture, torchvision-compatible names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``invfast screen`` and ``invfast itn`` on a tiny checkpoint trained here (issue 8)."""
+"""``invfast screen`` and ``invfast itn`` on a tiny checkpoint trained here."""
 
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def test_itn_identity_init_gives_the_clean_accuracy(trained, tmp_path):
                    "--grid-points", 2, "--out", out) == 0  # fmt: skip
     result = read_json(out / "itn_result.json")
     assert result["steps"] == 0
-    assert result["clean_accuracy"] == clean  # the ITN standardizes like invfast.transforms
+    assert result["clean_accuracy"] == clean  # the ITN standardizes like invfast.core.transforms
     assert result["final_accuracy"] == clean  # random c through identity transformers
     for row in result["sweep"]:
         assert row["spatial_accuracy"] == row["color_accuracy"] == clean

@@ -1,4 +1,4 @@
-"""invfast.p3_data: P3's padding / left-out-class protocol and standardization."""
+"""invfast.learning.data: P3's padding / left-out-class protocol and standardization."""
 
 from __future__ import annotations
 

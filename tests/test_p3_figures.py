@@ -1,4 +1,4 @@
-"""invfast.p3_figures: the saliency grid (P3 Fig. 3) and the drift plot (Fig. 4) as PNGs."""
+"""invfast.learning.figures: the saliency grid (P3 Fig. 3) and the drift plot (Fig. 4) as PNGs."""
 
 from __future__ import annotations
 

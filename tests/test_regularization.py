@@ -1,4 +1,4 @@
-"""invfast.regularization: P3's DA / IR / WT losses (Eq. 4) and the ν search."""
+"""invfast.learning.regularization: P3's DA / IR / WT losses (Eq. 4) and the ν search."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""invfast.screening (P2 §3.3, DESIGN.md §6): accuracy, softmax curves, critical magnitudes."""
+"""invfast.screening (P2 §3.3): accuracy, softmax curves, critical magnitudes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""invfast.training and the train / calibrate commands: P1's paradigm end to end."""
+"""invfast.neurons.training and the train / calibrate commands: P1's paradigm end to end."""
 
 from __future__ import annotations
 

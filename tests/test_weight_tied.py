@@ -1,4 +1,4 @@
-"""invfast.models.weight_tied: P3's weight-tied MLP is exactly invariant by construction."""
+"""invfast.core.models.weight_tied: P3's weight-tied MLP is exactly invariant by construction."""
 
 from __future__ import annotations
 

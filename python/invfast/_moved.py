@@ -77,7 +77,7 @@ SPLIT = {
     ),
 }
 
-#: names that stay public without a warning: the op namespace that DESIGN and README use
+#: names that stay public without a warning: the op namespace the docs use
 ALIASES = {"invfast.ops": "invfast.kernels"}
 
 

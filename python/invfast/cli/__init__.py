@@ -1,4 +1,4 @@
-"""The ``invfast`` command line: one subcommand per module of ``invfast.commands``.
+"""The ``invfast`` command line: one subcommand per module of ``invfast.cli``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Heavy imports stay inside ``run`` so that ``invfast --help`` is fast.
@@ -16,17 +16,17 @@ from collections.abc import Sequence
 
 from invfast._version import __version__
 
-# name -> module under invfast.commands
+# name -> module under invfast.cli
 COMMANDS = {
     "backends": "backends",
     "train": "train",
     "calibrate": "calibrate",
-    "analyze": "analyze",  # P1 analysis (issue 6)
+    "analyze": "analyze",  # P1 analysis
     "compare": "compare",
     "demo": "demo",
-    "screen": "screen",  # P2 (issue 8)
+    "screen": "screen",  # P2
     "itn": "itn",
-    "metrics": "metrics",  # P3 (issue 7)
+    "metrics": "metrics",  # P3
     "drift": "drift",
     "saliency": "saliency",
 }

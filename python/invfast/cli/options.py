@@ -101,7 +101,7 @@ def add_transform_arguments(parser: argparse.ArgumentParser, default: str | None
         default=default,
         required=default is None,
         metavar="NAME",
-        help="the transformation (invfast.transforms.names(); default blur)",
+        help="the transformation (invfast.core.transforms.names(); default blur)",
     )
     group.add_argument("--sigma", type=float, default=None,
                        help="shortcut for --param sigma=VALUE (blur σ in px, noise σ in "
@@ -125,7 +125,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and device")
     group.add_argument("--arch", required=True, metavar="NAME",
                        help="alexnet-p1 | resnet18 | googlenet | mlp5 | convnet-small "
-                       "(invfast.models.names())")  # fmt: skip
+                       "(invfast.core.models.names())")  # fmt: skip
     group.add_argument(
         "--arch-arg",
         action="append",

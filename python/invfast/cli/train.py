@@ -1,5 +1,5 @@
 """``invfast train``: P1's across-category paradigm (P1 §2.1, Appendix B), or P3's
-DA / IR / WT training (``--mode``, issue 7; ``invfast.p3_training``)."""
+DA / IR / WT training (``--mode``; ``invfast.learning.training``)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# ---- P3 modes (issue 7): DA / IR / WT training, in invfast.p3_training -------------------
+# ---- P3 modes: DA / IR / WT training, in invfast.learning.training -------------------
 
 
 def add_p3_arguments(parser: argparse.ArgumentParser) -> None:

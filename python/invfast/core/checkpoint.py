@@ -1,4 +1,4 @@
-"""Checkpoints: plain data only, loaded with ``torch.load(weights_only=True)`` (DESIGN §7).
+"""Checkpoints: plain data only, loaded with ``torch.load(weights_only=True)``.
 
 A checkpoint is a ``torch.save`` zip file holding one dict::
 
@@ -7,7 +7,7 @@ A checkpoint is a ``torch.save`` zip file holding one dict::
     arch              {"name", "kwargs", "num_classes", "in_channels", "image_size"}
     state_dict        {str: Tensor}               state_dict_sha256  str (of the tensors)
     classes           [str]                       input  {"image_size", "channels", "standardize"}
-    data              {"spec", "options"} | None  (``invfast.data.load(spec, **options)``)
+    data              {"spec", "options"} | None  (``invfast.core.data.load(spec, **options)``)
     transform         {"name", "params"} | None   seen_transformed  [int]
     seed              int                         metrics / training / extra  dict
 
@@ -165,8 +165,6 @@ def _is_int(value: object) -> bool:
 
 
 def _validate(ckpt: object, where: str) -> None:
-    from invfast.core import models
-
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{where}: not an invfast checkpoint")
     version = ckpt.get("format_version")
@@ -222,7 +220,7 @@ def _validate(ckpt: object, where: str) -> None:
 
 
 def standardization(ckpt: Mapping) -> str | tuple[list[float], list[float]]:
-    """The ``standardize`` argument of ``invfast.transforms`` for this checkpoint."""
+    """The ``standardize`` argument of ``invfast.core.transforms`` for this checkpoint."""
     value = ckpt["input"]["standardize"]
     if isinstance(value, str):
         return value
@@ -261,7 +259,7 @@ def standardizer(standardize: str | tuple) -> Callable[[torch.Tensor], torch.Ten
     The images are clamped to [0, 255] and standardized by the fused identity transform,
     the arithmetic that training, analysis and every evaluation use:
     (x − float32(mean)) · float32(1 / std) for fixed per-channel statistics ``(mean,
-    std)``, tf's per-image rule for ``"per-image"`` (DESIGN §4).
+    std)``, tf's per-image rule for ``"per-image"`` (docs/transforms.md).
     """
     if not isinstance(standardize, str):
         mean, std = standardize

@@ -1,4 +1,4 @@
-"""The finite groups of P3 (DESIGN.md §3) acting on images ``[..., H, W]``.
+"""The finite groups of P3 (docs/p3.md) acting on images ``[..., H, W]``.
 
 - ``R4``: rotations by k·90°, anticlockwise as displayed (row 0 on top), k = 0..3;
   ``act(x, k) == torch.rot90(x, k, dims=(-2, -1))``. Needs square images.
@@ -9,7 +9,7 @@ Both are cyclic groups whose elements are the integers ``0..order-1`` (0 is the 
 with ``compose(a, b) = (a + b) mod order``, defined so that
 ``act(x, compose(a, b)) == act(act(x, b), a)``. Every element permutes pixels, so an
 action commutes with any pixel-wise map (per-image or per-channel standardization,
-clamping, uint8 → float) and is orthogonal; the SI argument in ``invfast.metrics`` uses
+clamping, uint8 → float) and is orthogonal; the SI argument in ``invfast.learning.metrics`` uses
 that. Actions work on any dtype (float or uint8) and device and are exact.
 """
 

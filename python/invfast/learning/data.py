@@ -1,4 +1,4 @@
-"""P3's data protocol and training recipe (P3 §4.1; DESIGN.md §3), as plain defaults.
+"""P3's data protocol and training recipe (P3 §4.1; docs/p3.md), as plain defaults.
 
 Protocol: 28×28 images zero-padded (centred) to 36×36, so a rotation or a cyclic shift
 never cuts the object; digit 9 left out for R4 (it is a rotated 6); for the drift target

@@ -1,4 +1,4 @@
-"""Reliability under distribution drift (P3 §4.3, Fig. 4; DESIGN.md §3).
+"""Reliability under distribution drift (P3 §4.3, Fig. 4; docs/p3.md).
 
 D(β) = (1 − β)·D1 + β·D2, image by image: the i-th image of D1 is blended with the i-th
 image of D2 in raw pixel space (before ``preprocess``) and keeps D1's label. For every β

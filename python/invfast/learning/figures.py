@@ -7,7 +7,7 @@ written atomically.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ def save_saliency_grid(
     title: str | None = None,
 ) -> Path:
     """Rows = samples, columns = group elements: the realigned maps g⁻¹ m(g x)
-    ``[N, |G|, H, W]`` from ``invfast.metrics.saliency_orbit`` (P3 Fig. 3). ``images``
+    ``[N, |G|, H, W]`` from ``invfast.learning.metrics.saliency_orbit`` (P3 Fig. 3). ``images``
     ([N, C, H, W] or [N, H, W], untransformed) adds a first column with the inputs.
     Each map is scaled to its own maximum."""
     if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or 0 in maps.shape:
@@ -80,14 +80,11 @@ def save_drift_plot(
         curves = {"model": curves}
     if not curves:
         raise ValueError("curves must hold at least one DriftResult")
-    import matplotlib
-
     fig = new_figure(5.5, 3.6)
     left = fig.subplots()
     right = left.twinx()
-    colours: Sequence[str] = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     for i, (label, curve) in enumerate(curves.items()):
-        colour = colours[i % len(colours)]
+        colour = f"C{i % 10}"
         left.plot(curve.betas, curve.di, "-o", color=colour, markersize=3, label=f"{label} DI")
         right.plot(
             curve.betas,

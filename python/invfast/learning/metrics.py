@@ -1,4 +1,4 @@
-"""P3's invariance metrics (DESIGN.md §3): DI, LI, SI, accuracy over the orbit and σ_max.
+"""P3's invariance metrics (docs/p3.md): DI, LI, SI, accuracy over the orbit and σ_max.
 
 Every metric streams over ``data`` — one batch or an iterable of batches (a tensor of
 images, ``(images, labels[, ids])`` or a dict with ``images``/``labels``) — so memory
@@ -11,7 +11,7 @@ over images and over every group element, the identity included (pass
 ``include_identity=False`` to average over g ≠ e only); each result carries that
 convention as text. ``preprocess`` maps a raw batch (e.g. uint8 [0, 255]) to the model's
 input; the group acts on the preprocessed input, which is the same as acting first
-because every group element permutes pixels (``invfast.groups``).
+because every group element permutes pixels (``invfast.core.groups``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Invariance-regularized training (P3 §3.3, Eq. 4; DESIGN.md §3) and the ν search.
+"""Invariance-regularized training (P3 §3.3, Eq. 4; docs/p3.md) and the ν search.
 
 ``training_loss`` is the one loss of the three P3 training modes:
 

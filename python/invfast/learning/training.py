@@ -1,4 +1,4 @@
-"""P3's training modes from the command line: DA, IR and WT (P3 §3.3, §4.1; DESIGN.md §3).
+"""P3's training modes from the command line: DA, IR and WT (P3 §3.3, §4.1; docs/p3.md).
 
 ``invfast train --mode da|ir|wt --group R4|T3`` lands here (P1's paradigm is in
 ``invfast.neurons.training``). One epoch draws a group element per sample and minimizes
@@ -145,14 +145,14 @@ class P3TrainConfig:
 class P3Splits:
     """uint8 image sets after the (optional) protocol, and the training statistics."""
 
-    train: object  # invfast.data.TensorImageSet
+    train: object  # invfast.core.data.TensorImageSet
     val: object | None
     test: object
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     left_out: list[int]
-    recipe: dict  # invfast.data recipe of the source
+    recipe: dict  # invfast.core.data recipe of the source
     summary: str
     raw_image_size: int  # of the source, before the protocol's padding
 

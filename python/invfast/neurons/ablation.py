@@ -1,4 +1,4 @@
-"""Active-neuron ablation (P1 Appendix D; DESIGN §2).
+"""Active-neuron ablation (P1 Appendix D; docs/invariance.md).
 
 For one image x, neuron k of the ablated layer is active when f_k(x) = â_k(x) / M_k > τ.
 "Ablate inactive" zeroes every neuron with f_k(x) ≤ τ and keeps the active ones; "ablate

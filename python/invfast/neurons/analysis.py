@@ -1,7 +1,7 @@
 """``invfast analyze``: P1's per-neuron invariance analysis of a trained checkpoint.
 
 One sweep over the test set measures every selected layer at once (P1 §2.2, §3.2,
-Appendix D; DESIGN §2): pass 1 finds each neuron's maximum M_k over the clean and the
+Appendix D; docs/invariance.md): pass 1 finds each neuron's maximum M_k over the clean and the
 transformed images, pass 2 bins every pair (x, T(x)) over the whole τ grid, per group
 (seen- vs unseen-transformed categories), through forward hooks and the fused kernels
 (:class:`~invfast.neurons.invariance.InvarianceAccumulator`); only the accumulators and
@@ -220,7 +220,7 @@ class _Analysis:
         try:
             show = cfg.progress and self.dist.rank == 0
             # Pass 1's activations are kept for pass 2 when they fit what the input cache
-            # leaves of --cache-budget (DESIGN §2: the result is the same).
+            # leaves of --cache-budget (docs/invariance.md: the result is the same).
             inputs = self._input_cache_bytes()
             left = cfg.cache_budget - inputs if inputs <= cfg.cache_budget else cfg.cache_budget
             cache: ActivationCache | None = ActivationCache(left)
@@ -299,7 +299,7 @@ class _Analysis:
         tau_index = tau_info["index"]
 
         report_layers, arrays = [], {}
-        for name in reversed(self.layers):  # penultimate first (DESIGN §2)
+        for name in reversed(self.layers):  # penultimate first (docs/invariance.md)
             r = results[name]
             per_image = self._gather(r.image_active) if r.image_active is not None else None
             report_layers.append(layer_summary(r, tau_index, per_image, groups_all))

@@ -1,4 +1,4 @@
-"""Strength calibration (P1 Appendix A; DESIGN §4).
+"""Strength calibration (P1 Appendix A; docs/transforms.md).
 
 P1 chose each transformation's strength per dataset so that a network trained without it
 falls below a target accuracy, raising σ in steps of 0.5 (blur) or 25 (noise).

@@ -1,4 +1,4 @@
-"""P1's across-category training paradigm (P1 §2.1, Appendix B; DESIGN §5).
+"""P1's across-category training paradigm (P1 §2.1, Appendix B; docs/training.md).
 
 Categories are shuffled by the seed and the first N are *seen-transformed*: each of their
 training images is transformed with probability 0.5 (a deterministic draw per (seed,

@@ -1,4 +1,4 @@
-"""Report folders of ``invfast analyze`` / ``compare`` / ``demo`` (DESIGN §7).
+"""Report folders of ``invfast analyze`` / ``compare`` / ``demo`` (docs/architecture.md).
 
 A report is a folder: ``report.json`` (every summary number, with versions, backend,
 device, seed, command line and the checkpoint's SHA-256), ``arrays.npz`` (per-neuron I_k,

@@ -1,4 +1,4 @@
-"""The τ grid and P1's choice of τ (P1 Appendix D; DESIGN §2).
+"""The τ grid and P1's choice of τ (P1 Appendix D; docs/invariance.md).
 
 τ is the fraction of a neuron's maximum activity M_k above which the neuron counts as
 active; the analysis measures every τ of a grid at once. P1 selects the highest τ whose

@@ -1,4 +1,4 @@
-"""Training with P1's across-category paradigm (P1 §2.1, Appendix B; DESIGN §5).
+"""Training with P1's across-category paradigm (P1 §2.1, Appendix B; docs/training.md).
 
 The seen-transformed categories and the per-image transform draws come from
 :mod:`invfast.neurons.paradigm`. Every epoch is evaluated (clean, within- and

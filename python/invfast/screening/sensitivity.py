@@ -1,4 +1,4 @@
-"""Sensitivity screening over transformation magnitudes (P2 §3.3 "Strategy 1", DESIGN.md §6).
+"""Sensitivity screening over transformation magnitudes (P2 §3.3 "Strategy 1").
 
 For a transformation and a list of magnitudes m_1..m_M, every test image x is classified
 clean and once per magnitude, and the screening reports:
@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from invfast.core import transforms
 from invfast.core.data.batches import unpack_batch
 from invfast.core.runtime.device import model_device
 
@@ -160,10 +161,10 @@ def _check_magnitudes(magnitudes: Sequence[float] | torch.Tensor) -> torch.Tenso
 # --------------------------------------------------------------------------- transforms
 @dataclass(frozen=True)
 class ScreenedTransform:
-    """One screenable P2 transformation: which parameter of ``invfast.transforms`` varies."""
+    """One screenable P2 transformation: which parameter of ``invfast.core.transforms`` varies."""
 
     name: str  # the screening name, e.g. "translate-x"
-    transform: str  # the ``invfast.transforms`` name, e.g. "translate"
+    transform: str  # the ``invfast.core.transforms`` name, e.g. "translate"
     parameter: str  # the varied parameter, e.g. "dx"
     identity: float  # the magnitude that leaves images unchanged
     default_values: str  # default magnitudes, "start:stop:step"
@@ -212,14 +213,12 @@ def transform_functions(
     standardize: str | tuple = "per-image",
     seed: int = 0,
 ) -> tuple[TransformFn, StandardizeFn]:
-    """``(transform_fn, standardize_fn)`` for :func:`screen` from ``invfast.transforms``.
+    """``(transform_fn, standardize_fn)`` for :func:`screen` from ``invfast.core.transforms``.
 
     ``transform_fn(x, magnitudes [R], ids)`` is ONE fused launch with the per-row magnitude
     as the [R] parameter tensor; ``standardize`` is the classifier's input standardization
-    (``invfast.checkpoint.standardization(ckpt)``), ``seed`` that of random transforms (noise).
+    (``invfast.core.checkpoint.standardization(ckpt)``), ``seed`` that of random transforms (noise).
     The magnitudes are checked against the parameter's range here, before any work."""
-    from invfast.core import transforms
-
     spec = screened_transform(name)
     values = _check_magnitudes(magnitudes).float()
     fixed = dict(spec.fixed)

@@ -26,7 +26,7 @@ class ModelSpec:
     """One registered architecture.
 
     ``recipe`` holds the documented training defaults of the architecture (keys of
-    ``invfast.training.TrainConfig``: optimizer, lr, momentum, weight_decay, batch_size,
+    ``invfast.neurons.training.TrainConfig``: optimizer, lr, momentum, weight_decay, batch_size,
     epochs, schedule); ``invfast train`` uses them unless a flag overrides one.
     """
 
@@ -40,14 +40,14 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
-# Modules of invfast.models that call register() when imported, in listing order.
+# Modules of invfast.core.models that call register() when imported, in listing order.
 _MODEL_MODULES = (
     "alexnet",
     "resnet",
     "googlenet",
     "mlp",
     "convnet",
-    "weight_tied",  # P3's weight-tied group-invariant "mlp5-wt" (issue 7)
+    "weight_tied",  # P3's weight-tied group-invariant "mlp5-wt"
 )
 _loaded = False
 

@@ -1,5 +1,5 @@
 """``mlp5``: P3's five-layer perceptron (ReLU, hidden width 128; about 230k parameters on
-36×36 inputs, DESIGN §3)."""
+36×36 inputs, docs/p3.md)."""
 
 from __future__ import annotations
 

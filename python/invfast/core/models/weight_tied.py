@@ -1,4 +1,4 @@
-"""P3's weight-tied group-invariant 5-layer MLP (DESIGN.md §3, P3 §4.1 "Models").
+"""P3's weight-tied group-invariant 5-layer MLP (docs/p3.md, P3 §4.1 "Models").
 
 The first layer is shared by every element of the group orbit — it sees ``g x`` for
 every g, applies the same weights and ReLU, and the results are averaged (or maxed) over

@@ -1,4 +1,4 @@
-r"""The Invariant Transformer Net (P2 §3.4 "Strategy 2", DESIGN.md §6).
+r"""The Invariant Transformer Net (P2 §3.4 "Strategy 2", docs/p2-screening-itn.md).
 
 A frozen classifier f sits behind a colour transformer and a spatial transformer whose
 matrices are small MLPs of control parameters; training makes the transformations as large
@@ -30,7 +30,7 @@ Extended matrices (P2 §3.4): Ā_s = [θ ; 0 0 1] ∈ R^{3×3}, Ā_c = [K ; 0 �
 Random unit vectors V = {v_1, …, v_n} uniform on the unit sphere of R^3 (resp. R^{C+1}),
 drawn afresh each step (n = ``unit_vectors``). Displacement of sample i:
     m_i = (1/n) Σ_j ‖Ā(c_i) v_j − v_j‖_2
-Magnitude term (DESIGN §6, "−mean ‖A v − v‖"):   L_mag = −(1/B) Σ_i m_i
+Magnitude term (docs/p2-screening-itn.md, "−mean ‖A v − v‖"):   L_mag = −(1/B) Σ_i m_i
 Diversity term:                                   L_div = (1/B) Σ_i (1 − c_i) m_i
 Transformer loss:  L_T = L_mag + μ L_div  (μ = ``diversity_weight``, default 1), which for
 μ = 1 is L_T = −(1/B) Σ_i c_i m_i.
@@ -48,7 +48,7 @@ Our reading where P2's equations are lost in the text:
   read as weighting the displacement of sample i by its c_i: displacement is rewarded in
   proportion to c, so under the accuracy switch large c get large transformations and small
   c stay near the identity (P2 Fig. 19, "increasing magnitude for increasing c_s"). We write
-  it as DESIGN's magnitude term plus the diversity term (1 − c_i) m_i, so μ = 0 gives the
+  it as the magnitude term −mean ‖A v − v‖ plus the diversity term (1 − c_i) m_i, so μ = 0 gives the
   plain −mean ‖A v − v‖;
 - ‖d‖ has no gradient at d = 0, so the identity would be a dead point of the magnitude
   step: at exactly d = 0 we take the subgradient u_j · d with u_j a random unit vector

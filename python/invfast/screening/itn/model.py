@@ -1,4 +1,4 @@
-"""The Invariant Transformer Net (P2 §3.4; DESIGN §6): the spatial and colour
+"""The Invariant Transformer Net (P2 §3.4; docs/p2-screening-itn.md): the spatial and colour
 transformers, their standardization and their losses. The method is described in
 :mod:`invfast.screening.itn`."""
 
@@ -62,7 +62,7 @@ class ITNConfig:
 def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
     """(x − mean) / max(std, 1/√N) per image, as tf.image.per_image_standardization.
 
-    The same arithmetic as ``invfast.transforms`` (statistics in float64, then
+    The same arithmetic as ``invfast.core.transforms`` (statistics in float64, then
     (x − float32(mean)) · float32(1 / adjusted std)), so that a classifier sees the values it
     was trained and evaluated on, bit for bit, and gradients flow through it."""
     return standardize_images(x, "per-image")
@@ -73,8 +73,8 @@ def make_standardizer(
 ) -> StandardizeFn:
     """Differentiable standardization of float images in [0, 255]: ``"per-image"``,
     ``"none"``, or ``(mean, std)`` per channel in pixel units — the ``standardize`` argument
-    of ``invfast.transforms`` and ``invfast.checkpoint.standardization(ckpt)``, computed with
-    the same formulas."""
+    of ``invfast.core.transforms`` and ``invfast.core.checkpoint.standardization(ckpt)``,
+    computed with the same formulas."""
     if spec == "per-image":
         return per_image_standardize
     if spec == "none":

@@ -15,7 +15,7 @@ from torch import nn
 
 from invfast._version import __version__
 from invfast.core.data.batches import unpack_batch
-from invfast.core.runtime.figures import save_figure
+from invfast.core.runtime.figures import new_figure, save_figure
 from invfast.core.runtime.outputs import write_bytes
 from invfast.screening.itn.model import (
     _OP,
@@ -59,22 +59,11 @@ def load_transformers(path: str | os.PathLike) -> InvariantTransformerNet:
 
 
 # --------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_losses(history: list[dict], target_accuracy: float, path: str | os.PathLike) -> Path:
     """Batch accuracy (per branch), classification loss, transformer losses per step."""
-    plt = _pyplot()
     steps = [r["step"] for r in history]
-    figure, (top, middle, bottom) = plt.subplots(
-        3, 1, figsize=(7, 8), sharex=True, layout="constrained"
-    )
+    figure = new_figure(7, 8)
+    top, middle, bottom = figure.subplots(3, 1, sharex=True)
     for branch, color in ((BRANCH_MAGNITUDE, "C2"), (BRANCH_CLASSIFICATION, "C3")):
         picked = [r for r in history if r["branch"] == branch]
         top.scatter(
@@ -107,15 +96,13 @@ def plot_grid(
 
     Row 0 is the colour transformer alone, column 0 the spatial transformer alone, the
     top-left cell the original image."""
-    plt = _pyplot()
     points = trainer.config.grid_points if points is None else int(points)
     grid = [i / (points - 1) for i in range(points)]
     image = image.to(trainer.device)[None]
     trainer.itn.eval()
     n = points + 1
-    figure, axes = plt.subplots(
-        n, n, figsize=(1.3 * n, 1.3 * n), squeeze=False, layout="constrained"
-    )
+    figure = new_figure(1.3 * n, 1.3 * n)
+    axes = figure.subplots(n, n, squeeze=False)
     for row in range(n):
         for col in range(n):
             c_s = None if row == 0 else torch.tensor([grid[row - 1]], device=trainer.device)
