@@ -207,25 +207,36 @@ class _Analysis:
 
     # ------------------------------------------------------------------ passes
     def run(self) -> AnalysisResult:
+        acc = InvarianceAccumulator(
+            self.model, self.layers, groups=len(GROUPS), taus=self.taus,
+            neurons=self.config.neurons, activation=self.config.activation,
+            backend=self.config.backend, image_active=True,
+        )  # fmt: skip
+        conf_clean, conf_tr, cache = self._pass1(acc)
+        goodfellow, image_groups = self._pass2(acc, cache)
+        del cache
+        baseline = self._pair_accuracy(conf_clean, conf_tr)
+        ablation, tau_info = self._ablation(acc, baseline)
+        layers, arrays = self._layers(acc, image_groups, tau_info["index"])
+        report = self._report(conf_clean, conf_tr, tau_info, layers, ablation, goodfellow)
+        return AnalysisResult(report=report, arrays=arrays)
+
+    def _pass1(self, acc: InvarianceAccumulator):
+        """Maxima M_k of every layer and the confusion matrices of the classifier's own
+        logits; pass 1's activations are kept for pass 2 when they fit what the input
+        cache leaves of the budget (the result is the same)."""
         cfg = self.config
         num_classes = self.ckpt["arch"]["num_classes"]
-        acc = InvarianceAccumulator(
-            self.model, self.layers, groups=len(GROUPS), taus=self.taus, neurons=cfg.neurons,
-            activation=cfg.activation, backend=cfg.backend, image_active=True,
-        )  # fmt: skip
         logits: list[torch.Tensor] = []
         handle = self.model.register_forward_hook(lambda _m, _i, out: logits.append(out))
         conf_clean = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         conf_tr = torch.zeros_like(conf_clean)
+        inputs = self._input_cache_bytes()
+        left = cfg.cache_budget - inputs if inputs <= cfg.cache_budget else cfg.cache_budget
+        cache: ActivationCache | None = ActivationCache(left)
         try:
-            show = cfg.progress and self.dist.rank == 0
-            # Pass 1's activations are kept for pass 2 when they fit what the input cache
-            # leaves of --cache-budget (docs/invariance.md: the result is the same).
-            inputs = self._input_cache_bytes()
-            left = cfg.cache_budget - inputs if inputs <= cfg.cache_budget else cfg.cache_budget
-            cache: ActivationCache | None = ActivationCache(left)
             batches = progress(
-                self.batches(), desc="pass 1", total=self.num_batches(), enabled=show
+                self.batches(), desc="pass 1", total=self.num_batches(), enabled=self._show
             )
             for x, tx, groups, labels in batches:
                 logits.clear()
@@ -247,7 +258,16 @@ class _Analysis:
         conf_clean, conf_tr = stacked.cpu()
         if int(conf_clean.sum()) == 0:
             raise ValueError("no image to analyse")
+        return conf_clean, conf_tr, cache
 
+    @property
+    def _show(self) -> bool:
+        return self.config.progress and self.dist.main
+
+    def _pass2(self, acc: InvarianceAccumulator, cache: ActivationCache | None):
+        """Every pair binned over the τ grid (from the kept activations when there are
+        any: no forward pass), and Goodfellow's histograms on the ablation layer."""
+        cfg = self.config
         goodfellow = None
         captured: list[torch.Tensor] = []
         gf_handle = None
@@ -265,9 +285,9 @@ class _Analysis:
             )
         image_groups = []
         try:
-            if cache is not None:  # pass 2 from the kept activations: no forward pass
+            if cache is not None:
                 for first, second, groups in progress(
-                    cache.entries, desc="pass 2", total=len(cache.entries), enabled=show
+                    cache.entries, desc="pass 2", total=len(cache.entries), enabled=self._show
                 ):
                     acc.observe_pairs_activations(first, second, groups)
                     image_groups.append(groups.cpu())
@@ -275,7 +295,7 @@ class _Analysis:
                         goodfellow.update(first[self.ablate_layer], second[self.ablate_layer])
             else:
                 batches = progress(
-                    self.batches(), desc="pass 2", total=self.num_batches(), enabled=show
+                    self.batches(), desc="pass 2", total=self.num_batches(), enabled=self._show
                 )
                 for x, tx, groups, _ in batches:
                     captured.clear()
@@ -286,33 +306,34 @@ class _Analysis:
         finally:
             if gf_handle is not None:
                 gf_handle.remove()
-        del cache
         acc.reduce_pass2(self.dist.all_reduce)
-        results = acc.results()
         groups_all = self._gather(
             torch.cat(image_groups) if image_groups else torch.zeros(0, dtype=torch.int64)
         )
+        return goodfellow, groups_all
 
-        accuracy = paradigm_metrics(conf_clean, conf_tr, self.seen)
-        baseline = self._pair_accuracy(conf_clean, conf_tr)
-        ablation, tau_info = self._ablation(acc, baseline)
-        tau_index = tau_info["index"]
-
+    def _layers(self, acc: InvarianceAccumulator, image_groups: torch.Tensor, tau_index: int):
+        """Per-layer summaries (penultimate layer first) and the per-neuron arrays."""
+        results = acc.results()
         report_layers, arrays = [], {}
-        for name in reversed(self.layers):  # penultimate first (docs/invariance.md)
+        for name in reversed(self.layers):
             r = results[name]
             per_image = self._gather(r.image_active) if r.image_active is not None else None
-            report_layers.append(layer_summary(r, tau_index, per_image, groups_all))
+            report_layers.append(layer_summary(r, tau_index, per_image, image_groups))
             arrays[f"{name}/I"] = r.I.numpy()
             arrays[f"{name}/S"] = r.S.numpy()
             arrays[f"{name}/active"] = r.active.numpy()
             arrays[f"{name}/neuron_max"] = r.neuron_max.cpu().numpy()
             if per_image is not None:
                 arrays[f"{name}/image_active"] = per_image.numpy()
-        arrays["image_groups"] = groups_all.numpy()
+        arrays["image_groups"] = image_groups.numpy()
         arrays["taus"] = np.asarray(self.taus, dtype=np.float32)
+        return report_layers, arrays
 
-        report = {
+    def _report(self, conf_clean, conf_tr, tau_info, layers, ablation, goodfellow) -> dict:
+        cfg = self.config
+        num_classes = self.ckpt["arch"]["num_classes"]
+        return {
             "tool": "invfast analyze",
             "invfast_version": __version__,
             "torch_version": torch.__version__,
@@ -342,13 +363,12 @@ class _Analysis:
             "activation": cfg.activation,
             "taus": [float(t) for t in self.taus],
             "tau": tau_info,
-            "accuracy": accuracy,
-            "layers": report_layers,
+            "accuracy": paradigm_metrics(conf_clean, conf_tr, self.seen),
+            "layers": layers,
             "layer_order": list(self.layers),
             "ablation": ablation,
             "goodfellow": self._goodfellow_report(goodfellow),
         }
-        return AnalysisResult(report=report, arrays=arrays)
 
     @staticmethod
     def _pair_accuracy(conf_clean: torch.Tensor, conf_tr: torch.Tensor) -> float:
