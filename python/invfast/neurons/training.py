@@ -200,6 +200,62 @@ def format_row(epoch: int | str, row: Mapping) -> str:
 TABLE_HEADER = "epoch     loss train   val  clean within across    time   (accuracy, %)"
 
 
+def _train_epoch(
+    net: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    transform: transforms.Transform,
+    seen_table: torch.Tensor,
+    config: TrainConfig,
+    epoch: int,
+    *,
+    device: torch.device,
+    amp: bool,
+    dist: Distributed,
+) -> tuple[float, float]:
+    """One epoch of P1's paradigm: images of seen-transformed categories are transformed
+    with probability ``config.transform_probability`` (a draw per seed, epoch and image id).
+    Returns (mean training loss, training accuracy) over every rank's images."""
+    model = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+    net.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = torch.zeros((), dtype=torch.int64, device=device)
+    step_seed = transform_seed(config.seed, epoch)
+    bar = progress(
+        loader, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress and dist.main
+    )
+    for batch in bar:
+        images = batch.images.to(device, non_blocking=True)
+        labels = batch.labels.to(device, non_blocking=True)
+        ids = batch.ids.to(device, non_blocking=True)
+        apply = paradigm_mask(
+            labels, ids, seen_table, config.seed, epoch, config.transform_probability
+        )
+        x = transform(images, seed=step_seed, index=ids, apply=apply, standardize="per-image")
+        with torch.autocast(device.type, enabled=amp):
+            logits = net(x)
+            loss = F.cross_entropy(logits, labels)
+            for aux_logits in getattr(model, "last_aux_logits", ()):  # GoogLeNet, weight 0.3
+                loss = loss + 0.3 * F.cross_entropy(aux_logits, labels)
+        if not torch.isfinite(loss):
+            raise ValueError(
+                f"training diverged (loss {loss.item()}) in epoch {epoch + 1}; lower --lr"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach().double() * len(labels)
+        correct += (logits.detach().argmax(1) == labels).sum()
+        count += len(labels)
+    totals = torch.stack([loss_sum, correct.double(), count.double()])
+    dist.all_reduce(totals)
+    total = max(float(totals[2]), 1.0)
+    return float(totals[0]) / total, float(totals[1]) / total
+
+
 #: the files of a run folder
 OUTPUT_FILES = ("ckpt.pt", "metrics.json")
 
@@ -328,44 +384,10 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_loader.sampler.set_epoch(epoch)
-        net.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen_count = torch.zeros((), dtype=torch.int64, device=device)
-        step_seed = transform_seed(config.seed, epoch)
-        bar = progress(
-            train_loader, desc=f"epoch {epoch + 1}/{config.epochs}",
-            enabled=config.progress and dist.main,
+        loss, accuracy = _train_epoch(
+            net, train_loader, optimizer, scaler, transform, seen_table, config, epoch,
+            device=device, amp=amp, dist=dist,
         )  # fmt: skip
-        for batch in bar:
-            images = batch.images.to(device, non_blocking=True)
-            labels = batch.labels.to(device, non_blocking=True)
-            ids = batch.ids.to(device, non_blocking=True)
-            apply = paradigm_mask(
-                labels, ids, seen_table, config.seed, epoch, config.transform_probability
-            )
-            x = transform(images, seed=step_seed, index=ids, apply=apply, standardize="per-image")
-            with torch.autocast(device.type, enabled=amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits, labels)
-                aux = getattr(model, "last_aux_logits", ())
-                for aux_logits in aux:  # GoogLeNet's auxiliary heads, weight 0.3
-                    loss = loss + 0.3 * F.cross_entropy(aux_logits, labels)
-            if not torch.isfinite(loss):
-                raise ValueError(
-                    f"training diverged (loss {loss.item()}) in epoch {epoch + 1}; lower --lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach().double() * len(labels)
-            correct += (logits.detach().argmax(1) == labels).sum()
-            seen_count += len(labels)
-        if dist.enabled:
-            totals = torch.stack([loss_sum, correct.double(), seen_count.double()])
-            dist.all_reduce(totals)
-            loss_sum, correct, seen_count = totals[0], totals[1], totals[2]
 
         val_accuracy = None
         if val_loader is not None:
@@ -381,8 +403,8 @@ def train(
         row = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": float(loss_sum) / max(float(seen_count), 1.0),
-            "train_accuracy": float(correct) / max(float(seen_count), 1.0),
+            "train_loss": loss,
+            "train_accuracy": accuracy,
             "val_accuracy": val_accuracy,
             "test": paradigm_metrics(clean_conf, tr_conf, seen),
             "seconds": time.perf_counter() - started,
