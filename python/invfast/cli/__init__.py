@@ -1,7 +1,10 @@
 """The ``invfast`` command line: one subcommand per module of ``invfast.cli``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Heavy imports stay inside ``run`` so that ``invfast --help`` is fast.
+``run(args) -> int``. Command modules import the library inside ``run``, not at the top:
+building the parser then needs no torch, so ``invfast --help`` and a bad argument answer
+in 0.05 s instead of the 1.0 s that importing torch and the library takes
+(``python -X importtime``).
 Expected failures (bad arguments, bad files, bad data) print one line and exit 2;
 ``--debug`` shows the traceback instead.
 """
