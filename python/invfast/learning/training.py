@@ -218,14 +218,6 @@ def checkpoint_p3(ckpt: Mapping) -> dict:
 # Training
 
 
-def _optimizer(config: P3TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)  # fmt: skip
-    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
 @dataclass
 class P3TrainResult:
     out: Path
@@ -268,7 +260,13 @@ def _train_one(
     torch.manual_seed(config.seed)
     model = models.build(config.arch, len(splits.classes), channels, size,
                          **config.arch_kwargs).to(device)  # fmt: skip
-    optimizer = _optimizer(config, model.parameters())
+    optimizer = models.optimizer(
+        config.optimizer,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
     elements = torch.Generator().manual_seed(config.seed)
     preprocess = checkpoint.standardizer((splits.mean, splits.std))
     train_loader = data.loader(splits.train, config.batch_size, shuffle=True, seed=config.seed)

@@ -40,7 +40,7 @@ GENERIC_RECIPE = dict(
     optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, batch_size=64, epochs=10,
     schedule="constant",
 )  # fmt: skip
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = models.OPTIMIZERS
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -162,16 +162,6 @@ def evaluate(
         conf_clean, conf_tr = stacked.cpu()
     model.train(was_training)
     return (conf_clean if clean else None), conf_tr
-
-
-def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -319,7 +309,13 @@ def train(
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    optimizer = _optimizer(config, net.parameters())
+    optimizer = models.optimizer(
+        config.optimizer,
+        net.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     on_files = isinstance(dataset.train, data.FileImageSet)

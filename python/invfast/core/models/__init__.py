@@ -16,9 +16,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 Builder = Callable[..., nn.Module]
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,16 @@ def describe() -> list[ModelSpec]:
 
 
 __all__ = ["ModelSpec", "build", "describe", "names", "register", "spec"]
+
+
+def optimizer(
+    name: str, params, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """The optimizer of a training recipe: ``sgd`` (with momentum), ``adam`` or ``adamw``."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
