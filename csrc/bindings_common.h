@@ -15,11 +15,13 @@ namespace invfast::bindings {
 
 namespace py = pybind11;
 
+// The dtype names that cross the boundary, indexed by ElemType.
+constexpr int kElemTypeCount = 4;
+constexpr const char* kElemTypeNames[kElemTypeCount] = {"float32", "float16", "bfloat16", "uint8"};
+
 inline ElemType parse_elem_type(const std::string& name) {
-  if (name == "float32") return ElemType::Float32;
-  if (name == "float16") return ElemType::Float16;
-  if (name == "bfloat16") return ElemType::BFloat16;
-  if (name == "uint8") return ElemType::UInt8;
+  for (int id = 0; id < kElemTypeCount; ++id)
+    if (name == kElemTypeNames[id]) return static_cast<ElemType>(id);
   throw py::value_error("dtype: expected one of float32, float16, bfloat16, uint8; got " + name);
 }
 

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "bindings_common.h"
+#include "bindings_constants.h"
 #include "cpu/neuron_max.h"
 #include "common/stats.h"
 #include "cpu/stats.h"
@@ -46,7 +47,7 @@ int neuron_max(const py::buffer& a, const std::optional<py::buffer>& b, int64_t 
   return cpu::neuron_max(type, a_ptr, b_ptr, rows, channels, spatial, mode, acc_ptr, threads);
 }
 
-// ------------------------------------------------- invariance statistics (issue 3)
+// ------------------------------------------------------------------------ pass 2
 int invariance_update(const py::buffer& a, const py::buffer& b, int64_t rows, int64_t channels,
                       int64_t spatial, int mode, const std::string& dtype,
                       const py::buffer& neuron_max, const py::buffer& group_ids, int64_t groups,
@@ -100,7 +101,7 @@ int ablate(const py::buffer& acts, const py::buffer& out, int64_t rows, int64_t 
                      ablate_mode, threads);
 }
 
-// ------------------------------------------------ image transformations (issue 4)
+// ------------------------------------------------------------- image transformations
 void image_transform(const py::buffer& x, const std::string& dtype, int64_t batch,
                      int64_t channels, int64_t height, int64_t width, int op,
                      const py::buffer& table, const py::buffer& weights, int64_t taps,
@@ -133,13 +134,14 @@ void image_transform(const py::buffer& x, const std::string& dtype, int64_t batc
 PYBIND11_MODULE(_C, m) {
   m.doc() = "invfast CPU kernels (OpenMP); called through invfast.ops";
   m.def("build_info", &build_info);
+  export_constants(m);
 
-  // pass 1 (DESIGN §2)
+  // pass 1 (docs/invariance.md)
   m.def("neuron_max", &neuron_max, py::arg("a"), py::arg("b"), py::arg("rows"),
         py::arg("channels"), py::arg("spatial"), py::arg("mode"), py::arg("dtype"), py::arg("acc"),
         py::arg("threads"));
 
-  // --- invariance statistics (issue 3) ---
+  // pass 2 and the ablation (docs/invariance.md)
   m.def("invariance_update", &invariance_update, py::arg("a"), py::arg("b"), py::arg("rows"),
         py::arg("channels"), py::arg("spatial"), py::arg("mode"), py::arg("dtype"),
         py::arg("neuron_max"), py::arg("group_ids"), py::arg("groups"), py::arg("taus"),
@@ -149,12 +151,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("spatial"), py::arg("mode"), py::arg("dtype"), py::arg("neuron_max"),
         py::arg("tau"), py::arg("ablate_mode"), py::arg("threads"));
 
-  // --- image transformations (issue 4) ---
+  // image transformations (docs/transforms.md)
   m.def("image_transform", &image_transform, py::arg("x"), py::arg("dtype"), py::arg("batch"),
         py::arg("channels"), py::arg("height"), py::arg("width"), py::arg("op"),
         py::arg("table"), py::arg("weights"), py::arg("taps"), py::arg("index"),
         py::arg("apply"), py::arg("seed"), py::arg("standardize"), py::arg("mean"),
         py::arg("inv_std"), py::arg("out"), py::arg("threads"));
-  m.attr("TRANSFORM_OP_COUNT") = kTransformOpCount;
-  m.attr("TRANSFORM_TABLE_WIDTH") = kTableWidth;
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings_common.h"
+#include "bindings_constants.h"
 #include "common/stats.h"
 #include "cuda/neuron_max.h"
 #include "cuda/stats.h"
@@ -99,7 +100,7 @@ void neuron_max(uintptr_t a, uintptr_t b, int64_t rows, int64_t channels, int64_
                  "neuron_max");
 }
 
-// ------------------------------------------------- invariance statistics (issue 3)
+// ------------------------------------------------------------------------ pass 2
 // invfast.ops has checked shapes, dtypes, devices and group ids before these run.
 void invariance_update(uintptr_t a, uintptr_t b, int64_t rows, int64_t channels, int64_t spatial,
                        int mode, const std::string& dtype, uintptr_t neuron_max,
@@ -141,7 +142,7 @@ void ablate(uintptr_t acts, uintptr_t out, int64_t rows, int64_t channels, int64
                  "ablate");
 }
 
-// ------------------------------------------------ image transformations (issue 4)
+// ------------------------------------------------------------- image transformations
 // Device pointers; invfast.ops.transforms has checked dtypes, devices and sizes.
 void image_transform(uintptr_t x, const std::string& dtype, int64_t batch, int64_t channels,
                      int64_t height, int64_t width, int op, uintptr_t table, uintptr_t weights,
@@ -180,15 +181,17 @@ void image_transform(uintptr_t x, const std::string& dtype, int64_t batch, int64
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "invfast CUDA kernels; called through invfast.ops";
   m.def("build_info", &build_info);
+  export_constants(m);
+  m.attr("MAX_BLUR_WIDTH") = cuda::kMaxBlurWidth;
   m.def("device_status", &device_status);
   m.def("device_name", &device_name, py::arg("device"));
 
-  // pass 1 (DESIGN §2)
+  // pass 1 (docs/invariance.md)
   m.def("neuron_max", &neuron_max, py::arg("a"), py::arg("b"), py::arg("rows"),
         py::arg("channels"), py::arg("spatial"), py::arg("mode"), py::arg("dtype"), py::arg("acc"),
         py::arg("status"), py::arg("device"), py::arg("stream"));
 
-  // --- invariance statistics (issue 3) ---
+  // pass 2 and the ablation (docs/invariance.md)
   m.def("invariance_update", &invariance_update, py::arg("a"), py::arg("b"), py::arg("rows"),
         py::arg("channels"), py::arg("spatial"), py::arg("mode"), py::arg("dtype"),
         py::arg("neuron_max"), py::arg("group_ids"), py::arg("groups"), py::arg("taus"),
@@ -199,7 +202,7 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("tau"), py::arg("ablate_mode"), py::arg("status"), py::arg("device"),
         py::arg("stream"));
 
-  // --- image transformations (issue 4) ---
+  // image transformations (docs/transforms.md)
   m.def("image_transform", &image_transform, py::arg("x"), py::arg("dtype"), py::arg("batch"),
         py::arg("channels"), py::arg("height"), py::arg("width"), py::arg("op"),
         py::arg("table"), py::arg("weights"), py::arg("taps"), py::arg("index"),

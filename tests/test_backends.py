@@ -16,7 +16,9 @@ import torch
 import invfast
 from invfast import kernels as ops
 from invfast.cli import main
-from invfast.kernels import backends
+from invfast.kernels import _launch, backends
+from invfast.kernels.reference import stats as ref_stats
+from invfast.kernels.reference import transforms as ref_transforms
 
 
 def test_cpu_backend_is_built():
@@ -68,49 +70,113 @@ def _binding_parameters(function) -> list[str]:
 
 def test_cuda_launches_match_the_compiled_signatures(monkeypatch):
     """The CUDA branch of every op, driven with CPU tensors into a recording stand-in: the
-    argument list must have the length and order of the compiled module's binding, and a
-    status the kernel writes must come back (no GPU needed)."""
+    keyword arguments must be exactly the compiled module's parameters, and a status the
+    kernel writes must come back (no GPU needed)."""
     compiled = backends.cuda_module()
     if compiled is None:
         pytest.skip("the CUDA module is not built here")
-    from invfast import kernels as ops
-    from invfast.kernels import _launch as _kernels
-
-    calls: dict[str, tuple] = {}
+    calls: dict[str, dict] = {}
 
     class Recorder:
         def __getattr__(self, name):
-            def kernel(*args):
-                calls[name] = args
-                names = _binding_parameters(getattr(compiled, name))
-                if "status" in names:  # the op sees a clean batch
-                    ctypes.c_int32.from_address(args[names.index("status")]).value = 0
+            def kernel(**arguments):
+                calls[name] = arguments
+                if "status" in arguments:  # the op sees a clean batch
+                    ctypes.c_int32.from_address(arguments["status"]).value = 0
 
             return kernel
 
-    monkeypatch.setattr(_kernels, "cuda", lambda: Recorder())
-    monkeypatch.setattr(_kernels, "cuda_stream", lambda device: 7)
-    monkeypatch.setattr(_kernels, "cuda_device_index", lambda device: 0)
+    monkeypatch.setattr(_launch, "cuda", lambda: Recorder())
+    monkeypatch.setattr(_launch, "cuda_stream", lambda device: 7)
+    monkeypatch.setattr(_launch, "cuda_device_index", lambda device: 0)
+    monkeypatch.setattr(_launch, "compiled", lambda which: compiled)
     monkeypatch.setattr(backends, "resolve", lambda backend, device, op: "cuda")
 
     a, b = torch.rand(3, 5), torch.rand(3, 5)
     acc = ops.invariance_accumulator(2, 5)
     ops.neuron_max(a, acc["neuron_max"], b)
     ops.invariance_update(a, b, acc["neuron_max"], torch.tensor([0, 1, 1]), acc)
-    ops.ablate(a, acc["neuron_max"], 0.5)
+    ops.ablate(a, acc["neuron_max"], 0.5, "active", neurons="unit")
     ops.image_transform(torch.rand(2, 3, 8, 8), "blur", params={"sigma": 1.0})
 
     assert set(calls) == {"neuron_max", "invariance_update", "ablate", "image_transform"}
-    for name, args in calls.items():
-        names = _binding_parameters(getattr(compiled, name))
-        assert len(args) == len(names), (name, names, args)
-        assert args[names.index("stream")] == 7 and args[names.index("device")] == 0
-    names = _binding_parameters(compiled.invariance_update)
-    update = dict(zip(names, calls["invariance_update"], strict=True))
+    for name, arguments in calls.items():
+        assert sorted(arguments) == sorted(_binding_parameters(getattr(compiled, name))), name
+        assert arguments["stream"] == 7 and arguments["device"] == 0
+    update = calls["invariance_update"]
     assert update["a"] == a.data_ptr() and update["h_sum"] == acc["h_sum"].data_ptr()
     assert (update["rows"], update["channels"], update["groups"]) == (3, 5, 2)
     assert update["num_taus"] == 21
     assert update["active_counts"] == 0
+    assert calls["ablate"]["ablate_mode"] == compiled.ABLATE_MODES["active"]
+
+
+@pytest.mark.parametrize("op", ["neuron_max", "invariance_update", "ablate", "image_transform"])
+def test_cpu_and_cuda_kernels_take_the_same_keywords(op):
+    """One launch helper serves both modules: the parameters differ only in what each adds
+    (``threads`` on the CPU; ``status``, ``device``, ``stream`` on CUDA)."""
+    cpu, cuda = backends.cpu_module(), backends.cuda_module()
+    if cpu is None or cuda is None:
+        pytest.skip("needs both compiled modules")
+    cpu_names = [n for n in _binding_parameters(getattr(cpu, op)) if n != "threads"]
+    cuda_names = [
+        n for n in _binding_parameters(getattr(cuda, op)) if n not in ("status", "device", "stream")
+    ]
+    assert cpu_names == cuda_names
+
+
+def _compiled_modules() -> list:
+    modules = [backends.cpu_module(), backends.cuda_module()]
+    if modules[0] is None:
+        pytest.skip("the CPU module is not built")
+    return [m for m in modules if m is not None]
+
+
+def test_python_copies_of_the_compiled_constants_are_equal():
+    """The reference works without a compiled module, so it keeps copies of the constants of
+    csrc/common/; they must be the ones the modules export."""
+    for module in _compiled_modules():
+        assert (module.ACTIVATION_OK, module.ACTIVATION_NONFINITE, module.ACTIVATION_NEGATIVE) == (
+            ref_stats.ACTIVATION_OK,
+            ref_stats.ACTIVATION_NONFINITE,
+            ref_stats.ACTIVATION_NEGATIVE,
+        )
+        assert module.NEURON_MODES == {n: i for i, n in enumerate(ref_stats.NEURON_MODES)}
+        assert module.ABLATE_MODES == {n: i for i, n in enumerate(ref_stats.ABLATE_MODES)}
+        assert module.MAX_TAUS == ref_stats.MAX_TAUS == ops.stats.MAX_TAUS
+        assert module.EXTRA_BINS == ref_stats.EXTRA_BINS
+        assert module.ACCUMULATOR_DIMS == ("group", "neuron", "bin")
+        assert module.TRANSFORM_OPS == ref_transforms.KERNEL_OPS
+        assert module.TRANSFORM_OP_COUNT == len(ref_transforms.KERNEL_OPS)
+        assert module.TRANSFORM_TABLE_WIDTH == ref_transforms.TABLE_WIDTH
+        assert module.RNG_STREAM_NOISE == ref_transforms.STREAM_NOISE
+        assert module.RNG_STREAM_SALTPEPPER == ref_transforms.STREAM_SALTPEPPER
+        assert set(module.STANDARDIZE_MODES) == {"none", "per-image", "fixed"}
+        assert sorted(module.DTYPES) == sorted(_launch.DTYPE_NAMES.values())
+
+
+def test_compiled_constants_are_what_the_kernels_return():
+    """The status bits the CPU kernel returns for NaN and for a negative value are the
+    exported ones, and the exported mode ids select the modes they name."""
+    (module, *_) = _compiled_modules()
+    a = torch.tensor([[0.0, 2.0, 1.0, 3.0]])
+    out = torch.zeros(1, dtype=torch.float32)
+
+    def status_of(values):
+        return module.neuron_max(
+            a=values.numpy(), b=None, rows=1, channels=1, spatial=4,
+            mode=module.NEURON_MODES["channel-max"], dtype="float32", acc=out.numpy(), threads=1,
+        )  # fmt: skip
+
+    assert status_of(a) == module.ACTIVATION_OK and out.item() == 3.0
+    assert status_of(torch.tensor([[0.0, float("nan"), 1.0, 1.0]])) == module.ACTIVATION_NONFINITE
+    assert status_of(torch.tensor([[0.0, -1.0, 1.0, 1.0]])) == module.ACTIVATION_NEGATIVE
+    out.zero_()
+    module.neuron_max(
+        a=a.numpy(), b=None, rows=1, channels=1, spatial=4,
+        mode=module.NEURON_MODES["channel-mean"], dtype="float32", acc=out.numpy(), threads=1,
+    )  # fmt: skip
+    assert out.item() == 1.5
 
 
 _AVX2_CHECK = """

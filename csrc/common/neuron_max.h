@@ -31,6 +31,9 @@ INVFAST_HD inline float running_max(float current, float v) { return v > current
 // kNeuronUnit every element is a neuron (spatial == 1); the channel modes reduce each
 // channel's `spatial` contiguous elements to one value.
 enum NeuronMode : int { kNeuronUnit = 0, kNeuronChannelMax = 1, kNeuronChannelMean = 2 };
+constexpr int kNeuronModeCount = 3;
+// The names the Python side uses (--neurons), indexed by NeuronMode.
+constexpr const char* kNeuronModeNames[kNeuronModeCount] = {"unit", "channel-max", "channel-mean"};
 
 // channel-mean: the float64 sum in storage order divided by the element count, rounded
 // once to float32. Every backend sums in this order, so the value (and every tie it

@@ -18,6 +18,11 @@ namespace invfast {
 // Largest τ grid the kernels take (bins are int32; the CUDA kernel keeps τ in shared memory).
 constexpr int64_t kMaxTaus = 1024;
 
+// Accumulator layout: [groups, neurons, bins] row-major, bins = num_taus + kExtraBins (bin j
+// holds the pairs with j thresholds below their activity; bin 0 those below every one).
+constexpr int64_t kExtraBins = 1;
+INVFAST_HD inline int64_t bin_count(int64_t num_taus) { return num_taus + kExtraBins; }
+
 // Host-side check of an activation layout: null when valid, else what is wrong.
 inline const char* neuron_layout_error(int64_t spatial, int mode) {
   if (mode != kNeuronUnit && mode != kNeuronChannelMax && mode != kNeuronChannelMean)
@@ -76,6 +81,9 @@ INVFAST_HD inline float pair_invariance(float specialization) {
 // Ablation (P1 Appendix D): "inactive" mode zeroes the inactive neurons of an image and
 // keeps the active ones; "active" mode does the opposite.
 enum AblateMode : int { kAblateInactive = 0, kAblateActive = 1 };
+constexpr int kAblateModeCount = 2;
+// The names the Python side uses, indexed by AblateMode.
+constexpr const char* kAblateModeNames[kAblateModeCount] = {"inactive", "active"};
 
 INVFAST_HD inline int keep_after_ablation(int active, int mode) {
   return active ^ static_cast<int>(mode == kAblateActive);

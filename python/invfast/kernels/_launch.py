@@ -7,6 +7,8 @@ its device address, with the device index and the caller's current stream.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import torch
 
@@ -49,26 +51,38 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
-def launch(which: str, name: str, device: torch.device, *args, status: bool = True) -> int:
-    """Call kernel ``name`` of the CPU or CUDA module with the same argument list.
+def launch(
+    which: str, name: str, device: torch.device, *, returns_status: bool = True, **arguments
+) -> int:
+    """Call kernel ``name`` of the CPU or CUDA module with keyword ``arguments``.
 
+    Both modules name their parameters alike (``a``, ``rows``, ``neuron_max``, ...).
     Tensors (and None in a tensor's place) cross as CPU buffers or device pointers; they
     must be contiguous (CUDA copies of CPU parameter tensors are made on ``device``
-    first). Every other argument passes as it is. The module's trailing arguments are
-    appended: the thread count on the CPU; the status flag (when ``status``), device index
-    and stream on CUDA. Returns the kernel's activation status bits (0 when ``status`` is
-    False).
+    first). Every other argument passes as it is. Each module's own arguments are added:
+    ``threads`` on the CPU; ``status`` (a device flag, when ``returns_status``), ``device``
+    and ``stream`` on CUDA. Returns the kernel's activation status bits (0 when
+    ``returns_status`` is False).
     """
     if which == "cpu":
-        result = getattr(cpu(), name)(*(_cpu_arg(v) for v in args), threads())
-        return int(result) if status else 0
-    flag = torch.zeros(1, dtype=torch.int32, device=device) if status else None
-    trailing = ([flag] if status else []) + [cuda_device_index(device), cuda_stream(device)]
+        cpu_arguments = {key: _cpu_arg(v) for key, v in arguments.items()}
+        result = getattr(cpu(), name)(**cpu_arguments, threads=threads())
+        return int(result) if returns_status else 0
+    flag = torch.zeros(1, dtype=torch.int32, device=device) if returns_status else None
     # CUDA copies of CPU tensors are freed when this returns: stream-ordered, so the kernel
     # still reads valid memory.
-    values = [_cuda_arg(v, device) for v in args] + trailing
-    getattr(cuda(), name)(*(cuda_ptr(v) if _is_tensor_slot(v) else v for v in values))
+    values = {key: _cuda_arg(v, device) for key, v in arguments.items()}
+    if flag is not None:
+        values["status"] = flag
+    pointers = {key: cuda_ptr(v) if _is_tensor_slot(v) else v for key, v in values.items()}
+    getattr(cuda(), name)(**pointers, device=cuda_device_index(device), stream=cuda_stream(device))
     return int(flag.item()) if flag is not None else 0
+
+
+def compiled(which: str) -> ModuleType:
+    """The compiled module of backend ``which`` ("cpu" or "cuda"): its kernels and the
+    constants they take (``NEURON_MODES``, ``ABLATE_MODES``, ``STANDARDIZE_MODES``, ...)."""
+    return cpu() if which == "cpu" else cuda()
 
 
 def _is_tensor_slot(v: object) -> bool:

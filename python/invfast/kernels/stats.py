@@ -15,14 +15,18 @@ import torch
 
 from invfast.kernels import _checks, backends, reference
 from invfast.kernels import _launch as _kernels
-from invfast.kernels.reference.stats import ACTIVATION_NEGATIVE, ACTIVATION_NONFINITE, NEURON_MODES
+from invfast.kernels.reference.stats import (
+    ABLATE_MODES,
+    ACTIVATION_NEGATIVE,
+    ACTIVATION_NONFINITE,
+    EXTRA_BINS,
+    MAX_TAUS,
+    NEURON_MODES,
+)
 
 #: The τ grid of P1 (0, 0.05, …, 1.0), float32 as every backend compares it.
 DEFAULT_TAUS = tuple(i / 20 for i in range(21))
-MAX_TAUS = 1024  # kMaxTaus in csrc/common/stats.h
 ACCUMULATOR_KEYS = ("count", "h_sum", "s_sum", "taus", "neuron_max")
-_MODE_CODES = {"unit": 0, "channel-max": 1, "channel-mean": 2}
-_ABLATE_CODES = {"inactive": 0, "active": 1}
 
 
 def raise_for_activation_status(op: str, status: int, names: str = "a") -> None:
@@ -52,22 +56,22 @@ def check_activation_pair(
     return a, b
 
 
-def neuron_layout(op: str, a: torch.Tensor, neurons: str) -> tuple[int, int, int]:
-    """(channels K, spatial S, mode code) of a [B, ...] batch viewed as [B, K, S]."""
-    if neurons not in _MODE_CODES:
+def neuron_layout(op: str, a: torch.Tensor, neurons: str) -> tuple[int, int]:
+    """(channels K, spatial S) of a [B, ...] batch viewed as [B, K, S]."""
+    if neurons not in NEURON_MODES:
         raise ValueError(f"{op}: neurons must be one of {', '.join(NEURON_MODES)}, got {neurons!r}")
     per_image = int(torch.Size(a.shape[1:]).numel())
     if neurons == "unit":
-        return per_image, 1, 0
+        return per_image, 1
     channels = a.shape[1]
     if channels == 0 or per_image == 0:
         raise ValueError(f"{op}: {neurons} neurons need a non-empty [B, C, ...] batch")
-    return channels, per_image // channels, _MODE_CODES[neurons]
+    return channels, per_image // channels
 
 
 def num_neurons(shape: Sequence[int], neurons: str = "unit") -> int:
     """K of a layer whose activations have ``shape`` ([B, ...]) for a neuron mode."""
-    if neurons not in _MODE_CODES:
+    if neurons not in NEURON_MODES:
         raise ValueError(f"neurons must be one of {', '.join(NEURON_MODES)}, got {neurons!r}")
     if neurons == "unit":
         return int(torch.Size(shape[1:]).numel())
@@ -94,7 +98,7 @@ def neuron_max(
     """
     op = "neuron_max"
     a, b = check_activation_pair(op, a, b)
-    channels, spatial, mode = neuron_layout(op, a, neurons)
+    channels, spatial = neuron_layout(op, a, neurons)
     out = _checks.tensor(op, "out", out)
     _checks.same_device(op, "out", out, a.device)
     _checks.writable(op, "out", out, torch.float32, channels)
@@ -108,8 +112,9 @@ def neuron_max(
     # The kernels update a scratch copy, so an error leaves `out` as it was.
     scratch = out.clone()
     status = _kernels.launch(
-        which, "neuron_max", a.device, a, b, rows, channels, spatial, mode,
-        _kernels.dtype_name(a), scratch,
+        which, "neuron_max", a.device, a=a, b=b, rows=rows, channels=channels, spatial=spatial,
+        mode=_kernels.compiled(which).NEURON_MODES[neurons], dtype=_kernels.dtype_name(a),
+        acc=scratch,
     )  # fmt: skip
     raise_for_activation_status(op, status, "a/b")
     out.copy_(scratch)
@@ -154,7 +159,7 @@ def invariance_accumulator(
     if isinstance(neurons, bool) or not isinstance(neurons, int) or neurons < 1:
         raise ValueError(f"{op}: neurons must be an int >= 1 (the neuron count K), got {neurons!r}")
     grid = check_taus(op, taus).to(device)
-    shape = (groups, neurons, grid.numel() + 1)
+    shape = (groups, neurons, grid.numel() + EXTRA_BINS)
     return {
         "count": torch.zeros(shape, dtype=torch.int64, device=grid.device),
         "h_sum": torch.zeros(shape, dtype=torch.float64, device=grid.device),
@@ -175,8 +180,10 @@ def check_accumulator(op: str, acc: object, device: torch.device | None) -> tupl
     if count.dim() != 3:
         raise ValueError(f"{op}: acc['count'] must be [G, K, T + 1], got {tuple(count.shape)}")
     groups, channels, bins = count.shape
-    if taus.dim() != 1 or taus.numel() + 1 != bins or taus.dtype != torch.float32:
-        raise ValueError(f"{op}: acc['taus'] must be float32 [{bins - 1}] like acc['count']")
+    if taus.dim() != 1 or taus.numel() + EXTRA_BINS != bins or taus.dtype != torch.float32:
+        raise ValueError(
+            f"{op}: acc['taus'] must be float32 [{bins - EXTRA_BINS}] like acc['count']"
+        )
     device = count.device if device is None else device
     for key, dtype in (("count", torch.int64), ("h_sum", torch.float64), ("s_sum", torch.float64)):
         t = acc[key]
@@ -197,7 +204,7 @@ def check_accumulator(op: str, acc: object, device: torch.device | None) -> tupl
         nm = acc["neuron_max"]
         if not isinstance(nm, torch.Tensor) or nm.dtype != torch.float32 or nm.numel() != channels:
             raise ValueError(f"{op}: acc['neuron_max'] must be float32 [{channels}]")
-    return groups, channels, bins - 1
+    return groups, channels, bins - EXTRA_BINS
 
 
 def _check_neuron_max(op: str, neuron_max: object, channels: int, device) -> torch.Tensor:
@@ -244,7 +251,7 @@ def invariance_update(
     a, b = check_activation_pair(op, a, b)
     if b is None:
         raise TypeError(f"{op}: b (the activations of T(x)) is required")
-    channels, spatial, mode = neuron_layout(op, a, neurons)
+    channels, spatial = neuron_layout(op, a, neurons)
     device = a.device
     groups, acc_channels, num_taus = check_accumulator(op, acc, device)
     if acc_channels != channels:
@@ -284,9 +291,11 @@ def invariance_update(
         raise_for_activation_status(op, status, "a/b")
         return acc
     status = _kernels.launch(
-        which, "invariance_update", device, a, b, rows, channels, spatial, mode,
-        _kernels.dtype_name(a), nm, ids, groups, taus.contiguous(), num_taus, acc["count"],
-        acc["h_sum"], acc["s_sum"], active_counts,
+        which, "invariance_update", device, a=a, b=b, rows=rows, channels=channels,
+        spatial=spatial, mode=_kernels.compiled(which).NEURON_MODES[neurons],
+        dtype=_kernels.dtype_name(a), neuron_max=nm, group_ids=ids, groups=groups,
+        taus=taus.contiguous(), num_taus=num_taus, count=acc["count"], h_sum=acc["h_sum"],
+        s_sum=acc["s_sum"], active_counts=active_counts,
     )  # fmt: skip
     raise_for_activation_status(op, status, "a/b")
     return acc
@@ -367,11 +376,11 @@ def ablate(
     """
     op = "ablate"
     acts, _ = check_activation_pair(op, acts, None)
-    if mode not in _ABLATE_CODES:
+    if mode not in ABLATE_MODES:
         raise ValueError(f"{op}: mode must be 'inactive' or 'active', got {mode!r}")
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau == tau:
         raise ValueError(f"{op}: tau must be a number, got {tau!r}")
-    channels, spatial, neuron_mode = neuron_layout(op, acts, neurons)
+    channels, spatial = neuron_layout(op, acts, neurons)
     nm = _check_neuron_max(op, neuron_max, channels, acts.device)
     if out is None:
         out = torch.empty_like(acts, memory_format=torch.contiguous_format)
@@ -390,9 +399,11 @@ def ablate(
         raise_for_activation_status(op, status, "acts")
         out.copy_(result)
         return out
+    codes = _kernels.compiled(which)
     status = _kernels.launch(
-        which, "ablate", acts.device, source, out, rows, channels, spatial, neuron_mode,
-        _kernels.dtype_name(source), nm, float(tau), _ABLATE_CODES[mode],
+        which, "ablate", acts.device, acts=source, out=out, rows=rows, channels=channels,
+        spatial=spatial, mode=codes.NEURON_MODES[neurons], dtype=_kernels.dtype_name(source),
+        neuron_max=nm, tau=float(tau), ablate_mode=codes.ABLATE_MODES[mode],
     )  # fmt: skip
     raise_for_activation_status(op, status, "acts")
     return out

@@ -17,7 +17,6 @@ from invfast.kernels import _launch as _kernels
 from invfast.kernels.reference import transforms as ref
 
 IMAGE_DTYPES = (torch.uint8, torch.float32)
-STANDARDIZE_MODES = {"none": 0, "per-image": 1, "fixed": 2}
 
 
 def check_images(op: str, x: object) -> torch.Tensor:
@@ -143,17 +142,18 @@ def image_transform(
         return out
     code, table, weights = ref.kernel_plan(name, params, b, c, h, w)
     if isinstance(std, str):
-        mode = STANDARDIZE_MODES[std]
+        mode = _kernels.compiled(which).STANDARDIZE_MODES[std]
         mean, inv_std = torch.zeros(c), torch.ones(c)
     else:
-        mode = STANDARDIZE_MODES["fixed"]
+        mode = _kernels.compiled(which).STANDARDIZE_MODES["fixed"]
         mean, inv_std = std[0], (1.0 / std[1].double()).float()
     seed %= 1 << 64
     apply_u8 = None if apply is None else apply.to(torch.uint8)
     _kernels.launch(
-        which, "image_transform", x.device, x, _kernels.dtype_name(x), b, c, h, w, code,
-        table.contiguous(), weights.contiguous(), weights.shape[1], index, apply_u8, seed, mode,
-        mean.contiguous(), inv_std.contiguous(), out,
-        status=False,
+        which, "image_transform", x.device, x=x, dtype=_kernels.dtype_name(x), batch=b,
+        channels=c, height=h, width=w, op=code, table=table.contiguous(),
+        weights=weights.contiguous(), taps=weights.shape[1], index=index, apply=apply_u8,
+        seed=seed, standardize=mode, mean=mean.contiguous(), inv_std=inv_std.contiguous(),
+        out=out, returns_status=False,
     )  # fmt: skip
     return out

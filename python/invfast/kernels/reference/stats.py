@@ -11,9 +11,13 @@ import math
 
 import torch
 
-# Same bits as csrc/common/neuron_max.h.
+# Copies of constants of csrc/common/ (the compiled modules export them; the reference
+# works without them). tests/test_backends.py asserts they are equal.
 ACTIVATION_OK, ACTIVATION_NONFINITE, ACTIVATION_NEGATIVE = 0, 1, 2
-NEURON_MODES = ("unit", "channel-max", "channel-mean")
+NEURON_MODES = ("unit", "channel-max", "channel-mean")  # in the order of their ids
+ABLATE_MODES = ("inactive", "active")
+MAX_TAUS = 1024
+EXTRA_BINS = 1  # accumulators are [groups, neurons, len(taus) + EXTRA_BINS]
 
 
 def activation_status(x: torch.Tensor) -> int:
@@ -110,7 +114,7 @@ def invariance_update(
     m, h, s = pair_statistics(va, vb)
     taus = acc["taus"]
     bins = activity_bins(m, neuron_max, taus)  # [B, K]
-    num_bins = taus.numel() + 1
+    num_bins = taus.numel() + EXTRA_BINS
     k = va.shape[1]
     neuron = torch.arange(k, device=a.device)
     flat = (group_ids.long()[:, None] * k + neuron[None, :]) * num_bins + bins

@@ -23,7 +23,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Same numbers as `enum class TransformOp` in csrc/common/transform.h.
+# Copies of constants of csrc/common/ (the compiled modules export them as TRANSFORM_OPS,
+# TRANSFORM_TABLE_WIDTH, RNG_STREAM_*; the reference works without them).
+# tests/test_backends.py asserts they are equal.
 KERNEL_OPS = {
     "identity": 0,
     "grayscale": 1,
